@@ -1,0 +1,20 @@
+"""Entry point of the ``b2p`` command line. Each sub-module registers its commands."""
+
+from __future__ import annotations
+
+import typer
+
+from . import demo, evaluate, export, label, predict, profile, synth, train, benchmark
+
+app = typer.Typer(
+    name="b2p",
+    help="boxes2pixels: turn YOLO box labels of defects into a pixel-level segmentation model.\n\n"
+    "Pipeline: b2p label (boxes -> pseudo-masks) -> b2p train (student) -> b2p predict / "
+    "b2p evaluate. Try `b2p demo` for the whole method on generated data.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+)
+
+for _module in (synth, label, train, evaluate, predict, demo, benchmark, profile, export):
+    _module.register(app)

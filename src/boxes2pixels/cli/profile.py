@@ -1,0 +1,7 @@
+"""`b2p profile` (being written)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""

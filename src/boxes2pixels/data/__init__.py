@@ -1,0 +1,1 @@
+"""Datasets: YOLO box datasets, mask files, training samples and synthetic data."""
