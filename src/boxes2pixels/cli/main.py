@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import demo, evaluate, export, label, predict, profile, synth, train, benchmark
+from . import benchmark, demo, evaluate, export, label, predict, profile, synth, train
 
 app = typer.Typer(
     name="b2p",
