@@ -1,0 +1,327 @@
+"""Score a model, or a folder of predicted masks, against ground-truth masks.
+
+Which ground-truth masks are scored: every ``*.png`` below ``GT_DIR/<split>/`` when that
+folder exists, else below ``GT_DIR`` itself (so both a ``b2p label``-style masks folder and
+a flat folder of masks work). The same rule picks ``PRED_DIR/<split>/`` or ``PRED_DIR``.
+A prediction is matched to a ground-truth mask by its relative path; a missing prediction
+counts as all background and is listed in ``EvaluationResult.missing_predictions``. With a
+model, the split's images are matched to masks by ``YoloDataset.mask_name`` and predicted
+at their own size, so scoring a model and scoring the masks ``b2p predict`` wrote for the
+same images give the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import Boxes2PixelsError, DatasetError, ImageReadError
+from .io import read_image, read_mask
+from .metrics import IGNORE_INDEX, ConfusionMatrix, SegmentationScores
+
+if TYPE_CHECKING:
+    from .student import Student
+
+
+@dataclass
+class EvaluationResult:
+    """Scores of one evaluation and what could not be scored.
+
+    Attributes:
+        scores: every metric (``scores.miou``, ``scores.per_class["dirt"].iou``, ...).
+        gt_dir: folder of the ground-truth masks that were scored.
+        pred_dir: folder of the predictions (``None`` when a model predicted).
+        model: the model that predicted (its spec; with ``pred``, the one ``b2p predict``
+            recorded), or ``None``.
+        missing_predictions: ground-truth masks (relative names) with no prediction; each
+            was scored as an all-background prediction.
+        unreadable: images (model mode) that could not be read, scored as background; each
+            is also in ``missing_predictions``.
+        unscored_images: split images with no ground-truth mask (model mode), not scored.
+        random_backbone: the model's backbone was randomly initialised (with ``pred``: as
+            recorded by ``b2p predict``).
+    """
+
+    scores: SegmentationScores
+    gt_dir: Path
+    pred_dir: Path | None = None
+    model: str | None = None
+    missing_predictions: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    unscored_images: list[str] = field(default_factory=list)
+    random_backbone: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        """The ``b2p evaluate --json`` document: exactly the keys of ``SegmentationScores``."""
+        return self.scores.to_dict()
+
+
+def split_dir(folder: Path, split: str | None) -> Path:
+    """``folder/<split>`` when that folder exists, else ``folder`` itself."""
+    if split and (folder / split).is_dir():
+        return folder / split
+    return folder
+
+
+def _mask_names(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png") if p.is_file())
+
+
+def _read_gt(path: Path) -> np.ndarray:
+    return read_mask(path)
+
+
+def _check_size(
+    pred: np.ndarray, gt: np.ndarray, pred_file: Path, gt_file: Path, what: str = "prediction"
+) -> None:
+    if pred.shape != gt.shape:
+        raise Boxes2PixelsError(
+            f"size mismatch: {what} {pred_file} is {pred.shape[1]}×{pred.shape[0]} but "
+            f"ground truth {gt_file} is {gt.shape[1]}×{gt.shape[0]} (width×height)"
+        )
+
+
+class _Accumulator:
+    """A confusion matrix whose class count may be fixed up front or inferred from the data."""
+
+    def __init__(self, class_names: list[str] | None) -> None:
+        self.class_names = class_names
+        size = len(class_names) if class_names else IGNORE_INDEX
+        self.cm = ConfusionMatrix(size, class_names)
+
+    def update(self, pred: np.ndarray, gt: np.ndarray, gt_file: Path) -> None:
+        try:
+            self.cm.update(pred, gt)
+        except ValueError as exc:
+            raise Boxes2PixelsError(f"{gt_file}: {exc}") from exc
+
+    def scores(self) -> SegmentationScores:
+        if self.class_names:
+            return self.cm.compute()
+        used = np.flatnonzero(self.cm.matrix.sum(axis=0) + self.cm.matrix.sum(axis=1))
+        size = max(2, int(used.max()) + 1 if used.size else 2)
+        cm = ConfusionMatrix(size)
+        cm.matrix = self.cm.matrix[:size, :size].copy()
+        cm.images = self.cm.images
+        return cm.compute()
+
+
+def _predict_summary(*folders: Path) -> dict[str, Any]:
+    """The ``b2p_predict.json`` that ``b2p predict`` left in a prediction folder, if any."""
+    from .predict import SUMMARY_NAME
+
+    for folder in folders:
+        path = folder / SUMMARY_NAME
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict):
+                return data
+    return {}
+
+
+def _summary_names(summary: dict[str, Any]) -> list[str] | None:
+    names = summary.get("class_names")
+    if isinstance(names, list) and len(names) >= 2:
+        return [str(n) for n in names]
+    return None
+
+
+def _progress_iter(items: list[Any], enabled: bool, label: str) -> Iterator[Any]:
+    if not enabled:
+        yield from items
+        return
+    from rich.console import Console
+    from rich.progress import track
+
+    yield from track(items, description=label, console=Console(stderr=True), transient=True)
+
+
+def evaluate(
+    *,
+    masks: str | Path,
+    model: Student | str | Path | None = None,
+    data_yaml: str | Path | None = None,
+    split: str = "test",
+    pred: str | Path | None = None,
+    class_names: list[str] | None = None,
+    imgsz: int | None = None,
+    batch_size: int = 4,
+    device: str = "auto",
+    precision: str = "fp32",
+    progress: bool = True,
+) -> EvaluationResult:
+    """Score a model on a dataset split, or a folder of predicted masks, against masks.
+
+    Give either ``model`` with ``data_yaml`` (the model predicts the split's images) or
+    ``pred`` (a folder of label-map PNGs, for example a teacher's pseudo-masks or the output
+    of ``b2p predict``). Metrics accumulate one confusion matrix over all images.
+
+    Args:
+        masks: ground-truth folder: ``masks/<split>/`` is used when it exists, else ``masks``.
+        model: a ``Student``, a run folder (``best/`` is used), a saved model folder or a Hub id.
+        data_yaml: the dataset's ``data.yaml`` (needed with ``model``; with ``pred`` it only
+            supplies class names).
+        split: dataset split to evaluate.
+        pred: folder of predicted masks (``pred/<split>/`` when it exists, else ``pred``).
+        class_names: names of label values ``0..C-1`` including ``background``. Default: the
+            model's, else the yaml's, else those recorded by ``b2p predict`` in ``pred``,
+            else ``class_k`` for every value seen.
+        imgsz: model input long side (default: the model's own).
+        batch_size: images per forward pass.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto``.
+        progress: show a progress bar on stderr.
+
+    Raises:
+        Boxes2PixelsError: bad arguments, a folder without masks, a prediction whose size
+            differs from its ground truth (both files named), or mask values out of range.
+    """
+    if (model is None) == (pred is None):
+        raise Boxes2PixelsError("give either a model (with a data.yaml) or --pred PRED_DIR")
+    masks = Path(masks)
+    if not masks.is_dir():
+        raise Boxes2PixelsError(f"{masks}: ground-truth mask folder not found")
+    gt_dir = split_dir(masks, split)
+    gt_names = _mask_names(gt_dir)
+    if not gt_names:
+        raise Boxes2PixelsError(f"{gt_dir}: no ground-truth mask PNGs found")
+
+    yaml_names: list[str] | None = None
+    dataset = None
+    if data_yaml is not None:
+        from .data.yolo import load_data_yaml
+
+        dataset = load_data_yaml(data_yaml)
+        yaml_names = ["background", *dataset.names]
+
+    if pred is not None:
+        pred_root = Path(pred)
+        if not pred_root.is_dir():
+            raise Boxes2PixelsError(f"{pred_root}: prediction folder not found")
+        pred_dir = split_dir(pred_root, split)
+        recorded = _predict_summary(pred_root, pred_dir)
+        names = class_names or yaml_names or _summary_names(recorded)
+        acc = _Accumulator(names)
+        missing: list[str] = []
+        for name in _progress_iter(gt_names, progress, "evaluate"):
+            gt_file = gt_dir / name
+            gt = _read_gt(gt_file)
+            pred_file = pred_dir / name
+            if pred_file.is_file():
+                p = read_mask(pred_file)
+                _check_size(p, gt, pred_file, gt_file)
+            else:
+                missing.append(name)
+                p = np.zeros_like(gt)
+            acc.update(p, gt, gt_file)
+        return EvaluationResult(
+            scores=acc.scores(),
+            gt_dir=gt_dir,
+            pred_dir=pred_dir,
+            model=str(recorded["model"]) if recorded.get("model") else None,
+            missing_predictions=missing,
+            random_backbone=bool(recorded.get("random_backbone", False)),
+        )
+
+    if dataset is None:
+        raise Boxes2PixelsError("evaluating a model needs the dataset's data.yaml")
+    return _evaluate_model(
+        model=model,
+        dataset=dataset,
+        gt_dir=gt_dir,
+        gt_names=gt_names,
+        split=split,
+        class_names=class_names,
+        imgsz=imgsz,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        progress=progress,
+    )
+
+
+def _evaluate_model(
+    *,
+    model: Any,
+    dataset: Any,
+    gt_dir: Path,
+    gt_names: list[str],
+    split: str,
+    class_names: list[str] | None,
+    imgsz: int | None,
+    batch_size: int,
+    device: str,
+    precision: str,
+    progress: bool,
+) -> EvaluationResult:
+    from .predict import backbone_is_random, load_student
+
+    if batch_size < 1:
+        raise Boxes2PixelsError(f"batch size must be at least 1, got {batch_size}")
+    spec = None if hasattr(model, "state_dict") else str(model)
+    student = load_student(model, device)
+    if student.num_classes != dataset.num_classes:
+        raise DatasetError(
+            f"{dataset.yaml_path}: {len(dataset.names)} classes ({', '.join(dataset.names)}) but "
+            f"the model predicts {student.num_classes - 1} defect classes "
+            f"({', '.join(student.class_names[1:])})"
+        )
+    names = class_names or list(student.class_names)
+
+    images = {dataset.mask_name(p, split): p for p in dataset.images(split)}
+    gt_set = set(gt_names)
+    unscored = sorted(str(p) for n, p in images.items() if n not in gt_set)
+    acc = _Accumulator(names)
+    missing: list[str] = []
+    unreadable: list[str] = []
+
+    batches = [gt_names[i : i + batch_size] for i in range(0, len(gt_names), batch_size)]
+    for group in _progress_iter(batches, progress, "evaluate"):
+        loaded: list[tuple[str, np.ndarray]] = []
+        for name in group:
+            if name not in images:
+                missing.append(name)
+                continue
+            try:
+                loaded.append((name, read_image(images[name])))
+            except ImageReadError:
+                missing.append(name)
+                unreadable.append(str(images[name]))
+        preds = (
+            student.predict(
+                [img for _, img in loaded],
+                imgsz=imgsz,
+                batch_size=batch_size,
+                precision=precision,
+            )
+            if loaded
+            else []
+        )
+        by_name = {n: p for (n, _), p in zip(loaded, preds, strict=True)}
+        for name in group:
+            gt_file = gt_dir / name
+            gt = _read_gt(gt_file)
+            if name in by_name:
+                p = by_name[name]
+                _check_size(p, gt, images[name], gt_file, what="image")
+            else:
+                p = np.zeros_like(gt)
+            acc.update(p, gt, gt_file)
+
+    return EvaluationResult(
+        scores=acc.scores(),
+        gt_dir=gt_dir,
+        model=spec,
+        missing_predictions=missing,
+        unreadable=unreadable,
+        unscored_images=unscored,
+        random_backbone=backbone_is_random(student),
+    )

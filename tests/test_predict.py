@@ -1,0 +1,315 @@
+"""`predict_files`, tiled inference, region reports and `b2p predict`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from boxes2pixels.cli.main import app
+from boxes2pixels.errors import Boxes2PixelsError, CheckpointError
+from boxes2pixels.io import read_image, read_mask, write_rgb
+from boxes2pixels.predict import (
+    SUMMARY_NAME,
+    describe_regions,
+    load_student,
+    predict_files,
+    predict_tiled,
+    ramp_weights,
+    tile_starts,
+)
+
+NAMES = ["background", "dirt", "damage"]
+
+
+@pytest.fixture(scope="module")
+def student():
+    from boxes2pixels.student import Student
+
+    torch.manual_seed(0)
+    return Student(
+        num_classes=3,
+        class_names=NAMES,
+        backbone_init="random",
+        backbone_mode="full",
+        imgsz=56,
+    ).eval()
+
+
+@pytest.fixture(scope="module")
+def run_dir(student, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    student.save_pretrained(run / "best")
+    return run
+
+
+def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    img[h // 3 : h // 2, w // 3 : w // 2] = (240, 190, 30)
+    return img
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def test_load_student_from_run_folder_and_model_folder(student, run_dir: Path) -> None:
+    a = load_student(run_dir, "cpu")
+    b = load_student(run_dir / "best", "cpu")
+    assert a.class_names == NAMES
+    x = torch.zeros(1, 3, 56, 56)
+    with torch.inference_mode():
+        assert torch.equal(a(x)["fine"], student(x)["fine"])
+        assert torch.equal(b(x)["fine"], a(x)["fine"])
+    assert not a.training
+
+
+def test_load_student_errors_name_the_path(tmp_path: Path) -> None:
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(CheckpointError, match="empty_run"):
+        load_student(tmp_path / "empty_run", "cpu")
+    with pytest.raises(CheckpointError, match="no such model folder"):
+        load_student(str(tmp_path / "missing" / "deeper" / "x"), "cpu")
+    # a Hub id that cannot be reached here (tests run offline) is a clear error, not a crash
+    with pytest.raises(CheckpointError, match="someone/no-such-model"):
+        load_student("someone/no-such-model", "cpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# predict_files
+# ---------------------------------------------------------------------------------------------
+
+
+def test_masks_keep_each_image_size_and_mirror_names(run_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "photos"
+    sizes = {"wide.png": (30, 64), "square.jpg": (56, 56), "sub/tall.png": (70, 20)}
+    for name, (h, w) in sizes.items():
+        write_rgb(src / name, _image(h, w))
+    out = tmp_path / "out"
+    summary = predict_files(run_dir, src, out, device="cpu", batch_size=2, progress=False)
+    assert summary.images == 3 and summary.skipped == []
+    assert summary.random_backbone is True
+    for name, (h, w) in sizes.items():
+        mask = read_mask(out / Path(name).with_suffix(".png"))
+        assert mask.shape == (h, w)
+        assert mask.max() < 3
+    assert sorted(p.name for p in src.rglob("*")) == ["square.jpg", "sub", "tall.png", "wide.png"]
+    recorded = json.loads((out / SUMMARY_NAME).read_text())
+    assert recorded["class_names"] == NAMES and recorded["random_backbone"] is True
+
+
+def test_single_file_and_glob_sources(run_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_rgb(src / "a.png", _image(28, 42))
+    write_rgb(src / "b.png", _image(20, 20))
+    s1 = predict_files(run_dir, src / "a.png", tmp_path / "o1", device="cpu", progress=False)
+    assert [p.name for p in s1.masks] == ["a.png"]
+    s2 = predict_files(run_dir, str(src / "*.png"), tmp_path / "o2", device="cpu", progress=False)
+    assert sorted(p.relative_to(tmp_path / "o2").as_posix() for p in s2.masks) == ["a.png", "b.png"]
+
+
+def test_same_stem_different_suffix_do_not_overwrite(run_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_rgb(src / "x.png", _image(20, 28))
+    write_rgb(src / "x.jpg", _image(28, 20))
+    out = tmp_path / "out"
+    predict_files(run_dir, src, out, device="cpu", progress=False)
+    assert read_mask(out / "x.png.png").shape == (20, 28)
+    assert read_mask(out / "x.jpg.png").shape == (28, 20)
+
+
+def test_overlay_and_json_are_written(run_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_rgb(src / "p.png", _image(42, 60))
+    out = tmp_path / "out"
+    summary = predict_files(
+        run_dir, src, out, overlay=True, json=True, device="cpu", progress=False
+    )
+    overlay = read_image(out / "p_overlay.jpg")
+    assert overlay.shape[1] == 60 and overlay.shape[0] > 42  # legend strip below the image
+    report = json.loads((out / "p.json").read_text())
+    mask = read_mask(out / "p.png")
+    assert report["width"] == 60 and report["height"] == 42
+    assert report["class_names"] == NAMES
+    for k, name in enumerate(NAMES[1:], start=1):
+        assert report["defect_area"][name]["pixels"] == int((mask == k).sum())
+    assert sum(r["area"] for r in report["regions"]) == int((mask > 0).sum())
+    assert summary.overlays == [out / "p_overlay.jpg"]
+    assert summary.reports == [out / "p.json"]
+
+
+def test_corrupt_image_is_skipped_and_reported(run_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_rgb(src / "good.png", _image(28, 28))
+    (src / "bad.jpg").write_bytes(b"this is not a jpeg")
+    out = tmp_path / "out"
+    summary = predict_files(run_dir, src, out, device="cpu", progress=False)
+    assert [p.name for p in summary.masks] == ["good.png"]
+    assert [p.name for p, _ in summary.skipped] == ["bad.jpg"]
+    assert "bad.jpg" in summary.skipped[0][1]
+    assert not (out / "bad.png").exists()
+    recorded = json.loads((out / SUMMARY_NAME).read_text())
+    assert recorded["skipped"][0]["image"].endswith("bad.jpg")
+
+
+def test_never_writes_into_the_source_folder(run_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_rgb(src / "a.png", _image(20, 20))
+    with pytest.raises(Boxes2PixelsError, match="source folder"):
+        predict_files(run_dir, src, src, device="cpu", progress=False)
+    with pytest.raises(Boxes2PixelsError, match="source folder"):
+        predict_files(run_dir, src, src / "pred", device="cpu", progress=False)
+    with pytest.raises(Boxes2PixelsError, match="source folder"):
+        predict_files(run_dir, src / "a.png", src, device="cpu", progress=False)
+    with pytest.raises(Boxes2PixelsError, match="no images"):
+        predict_files(run_dir, tmp_path / "nothing", tmp_path / "o", progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Region reports
+# ---------------------------------------------------------------------------------------------
+
+
+def test_describe_regions_on_a_hand_made_mask() -> None:
+    mask = np.zeros((10, 12), np.uint8)
+    mask[1:3, 1:4] = 1  # dirt, 6 px, box x 1..4, y 1..3
+    mask[3, 4] = 1  # touches the first blob diagonally: same 8-connected region (7 px)
+    mask[6:9, 8:12] = 1  # dirt, 12 px
+    mask[5:7, 0:2] = 2  # damage, 4 px
+    mask[0, 11] = 255  # ignore: not a region
+    report = describe_regions(mask, NAMES)
+    assert report["width"] == 12 and report["height"] == 10
+    assert report["defect_area"]["dirt"] == {"pixels": 19, "fraction": 19 / 120}
+    assert report["defect_area"]["damage"] == {"pixels": 4, "fraction": 4 / 120}
+    regions = [(r["class"], r["class_id"], r["area"], r["bbox"]) for r in report["regions"]]
+    assert regions == [
+        ("dirt", 1, 12, [8, 6, 12, 9]),
+        ("dirt", 1, 7, [1, 1, 5, 4]),
+        ("damage", 2, 4, [0, 5, 2, 7]),
+    ]
+    assert report["regions"][0]["centroid"] == [9.5, 7.0]
+
+
+def test_describe_regions_of_a_clean_image() -> None:
+    report = describe_regions(np.zeros((4, 5), np.uint8), NAMES)
+    assert report["regions"] == []
+    assert report["defect_area"]["dirt"]["pixels"] == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiling
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("length", "expected"),
+    [(40, [0]), (56, [0]), (57, [0, 1]), (150, [0, 31, 63, 94]), (140, [0, 42, 84])],
+    ids=["shorter", "exact", "one_more", "uneven", "even"],
+)
+def test_tile_starts_cover_the_length(length: int, expected: list[int]) -> None:
+    starts = tile_starts(length, 56, 42)
+    assert starts == expected
+    assert all(b - a <= 42 for a, b in itertools.pairwise(starts))
+    covered = np.zeros(max(length, 56), bool)
+    for s in starts:
+        covered[s : s + 56] = True
+    assert covered[:length].all()
+
+
+def test_ramp_weights_are_positive_and_flat_inside() -> None:
+    w = ramp_weights(56, 14)
+    assert w.shape == (56,) and (w > 0).all()
+    assert w[0] < w[7] < w[14] == 1.0
+    assert np.allclose(w, w[::-1])
+
+
+def test_tiled_matches_untiled_when_the_image_fits_one_tile(student) -> None:
+    img = _image(56, 42, seed=3)
+    untiled = student.predict([img], precision="fp32")[0]
+    tiled = predict_tiled(student, img, tile_size=56, overlap=0.25)
+    assert tiled.shape == untiled.shape == (56, 42)
+    assert (tiled == untiled).mean() > 0.95
+
+
+def test_tiled_on_a_large_image_keeps_its_size(student) -> None:
+    img = _image(70, 100, seed=4)  # 2 × 3 windows of 56
+    tiled = predict_tiled(student, img, tile_size=56, overlap=0.25, batch_size=3)
+    assert tiled.shape == (70, 100)
+    assert tiled.dtype == np.uint8 and tiled.max() < 3
+
+
+class _PerPixel(torch.nn.Module):
+    """A 1×1-conv 'model': each pixel's logits depend on that pixel only, so any correct
+    stitching of overlapping tiles reproduces the whole-image result exactly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(
+                torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1]])[..., None, None]
+            )
+            self.conv.bias.zero_()
+        self.mean, self.std, self.imgsz = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 28
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"fine": self.conv(x)}
+
+
+def test_tiled_stitching_is_exact_for_a_per_pixel_model() -> None:
+    img = _image(97, 131, seed=5)
+    expected = img.argmax(axis=2)  # the per-pixel model's argmax is the brightest channel
+    calls: list[tuple[int, int]] = []
+    tiled = predict_tiled(
+        _PerPixel(), img, overlap=0.5, batch_size=2, callback=lambda d, t: calls.append((d, t))
+    )
+    # tile 28, stride 14: ceil((97 - 28) / 14) + 1 = 6 rows × ceil((131 - 28) / 14) + 1 = 9 columns
+    assert calls[-1] == (54, 54)
+    ties = np.sort(img, axis=2)[..., -1] == np.sort(img, axis=2)[..., -2]
+    assert (tiled == expected)[~ties].all()
+
+
+def test_cli_predict_with_tile_overlay_and_json(run_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_rgb(src / "big.png", _image(70, 120))
+    write_rgb(src / "broken.png", _image(10, 10))
+    (src / "broken.png").write_bytes(b"\x89PNG broken")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        app,
+        [
+            "predict", str(run_dir), str(src), "--out", str(out), "--tile", "--tile-overlap", "0.5",
+            "--overlay", "--json", "--device", "cpu", "--batch", "2",
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert read_mask(out / "big.png").shape == (70, 120)
+    assert (out / "big_overlay.jpg").is_file() and (out / "big.json").is_file()
+    assert "skipped" in res.output and "broken.png" in res.output
+    assert "1 masks written" in res.output
+
+
+def test_tiled_memory_is_bounded_by_a_strip_not_the_image() -> None:
+    import tracemalloc
+
+    h, w, tile = 1200, 1800, 224
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, :, 1] = 1  # every pixel: channel 1 brightest
+    model = _PerPixel()
+    model.imgsz = tile
+    tracemalloc.start()
+    try:
+        labels = predict_tiled(model, img, overlap=0.25, batch_size=2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (labels == 1).all()
+    whole_image_logits = 3 * h * w * 4  # what blending full-size logits would need: 26 MB
+    assert peak < whole_image_logits / 2
