@@ -1,0 +1,568 @@
+"""The Boxes2Pixels student: DINOv2 ViT-S/14 features + hierarchical decoder, Hub save/load."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import warnings
+from collections import defaultdict
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from huggingface_hub import ModelCardData, PyTorchModelHubMixin
+from torch import nn
+
+from ..errors import CheckpointError
+from .backbone import (
+    BACKBONE_INITS,
+    DEFAULT_BACKBONE,
+    Backbone,
+    backbone_weights_skipped,
+    no_backbone_weights,
+)
+from .decoder import Decoder
+from .preprocess import letterbox, normalize, unletterbox_logits
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CLASS_NAMES_3 = ["background", "dirt", "damage"]
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+CARD_NAME = "README.md"
+
+
+class RandomBackboneWarning(UserWarning):
+    """A randomly initialised backbone is (mostly) frozen, so its features collapse."""
+
+
+class Student(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="boxes2pixels",
+    tags=["image-segmentation", "boxes2pixels", "weak-supervision", "defect-detection"],
+    pipeline_tag="image-segmentation",
+    license="mit",
+):
+    """Compact segmentation student of Boxes2Pixels (paper defaults).
+
+    DINOv2 ViT-S/14 features of blocks 1, 2, 4, 7 (final LayerNorm applied, blocks 8–11 not
+    computed), a top-down fusion decoder with PixelShuffle upsampling, a CNN detail branch, and
+    two heads: ``binary`` (defect vs background) and ``fine`` (``num_classes`` classes).
+
+    Args:
+        num_classes: classes of the fine head, background included (YOLO names + 1).
+        class_names: names of the classes, background first; defaults to
+            ``["background", "dirt", "damage"]`` for 3 classes, ``class_k`` otherwise.
+        backbone: timm ViT model name.
+        feature_indices: backbone blocks whose outputs feed the decoder; ``None`` gives the
+            paper's 1, 2, 4, 7 scaled to the backbone's depth.
+        decoder_channels: width of laterals and fusion blocks.
+        detail_branch: use the CNN detail branch (ablation switch).
+        binary_head: use the binary defect head (ablation switch).
+        backbone_mode: ``bitfit`` (biases and norms train), ``frozen`` or ``full``.
+        backbone_init: ``pretrained`` (timm hub weights), ``file`` (``backbone_weights``) or
+            ``random``. Passing ``backbone_weights`` with the default ``pretrained`` means ``file``.
+        backbone_weights: local weights file (official DINOv2 ``.pth`` or timm ``.safetensors``).
+        imgsz: long side of the letterboxed input used by :meth:`predict`.
+        mean: normalisation mean; ``None`` takes the backbone's timm ``pretrained_cfg``.
+        std: normalisation std; ``None`` takes the backbone's timm ``pretrained_cfg``.
+        train_layerscale: also train LayerScale factors in ``bitfit``/``frozen`` mode (needed
+            to train from a random backbone without ``full`` mode).
+
+    Raises:
+        WeightsUnavailableError: ``pretrained`` weights cannot be had here.
+        CheckpointError: ``backbone_weights`` is unreadable or does not fit.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 3,
+        class_names: list[str] | None = None,
+        backbone: str = DEFAULT_BACKBONE,
+        feature_indices: list[int] | None = None,
+        decoder_channels: int = 256,
+        detail_branch: bool = True,
+        binary_head: bool = True,
+        backbone_mode: str = "bitfit",
+        backbone_init: str = "pretrained",
+        backbone_weights: str | None = None,
+        imgsz: int = 518,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        train_layerscale: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2 (background + 1), got {num_classes}")
+        if class_names is None:
+            class_names = (
+                list(DEFAULT_CLASS_NAMES_3)
+                if num_classes == 3
+                else ["background", *(f"class_{k}" for k in range(num_classes - 1))]
+            )
+        class_names = [str(n) for n in class_names]
+        if len(class_names) != num_classes:
+            raise ValueError(
+                f"class_names has {len(class_names)} names but num_classes is {num_classes}"
+            )
+        if backbone_weights is not None and backbone_init == "pretrained":
+            backbone_init = "file"
+        if backbone_init not in BACKBONE_INITS:
+            raise ValueError(
+                f"unknown backbone_init '{backbone_init}' (use {', '.join(BACKBONE_INITS)})"
+            )
+        if backbone_init == "random" and backbone_weights is not None:
+            raise ValueError("backbone_init='random' contradicts backbone_weights; choose one")
+        if imgsz < 1:
+            raise ValueError(f"imgsz must be positive (got {imgsz})")
+
+        self.backbone = Backbone(
+            backbone,
+            feature_indices=feature_indices,
+            init=backbone_init,
+            weights=backbone_weights,
+            mode=backbone_mode,
+            train_layerscale=train_layerscale,
+        )
+        self.decoder = Decoder(
+            self.backbone.embed_dim,
+            len(self.backbone.feature_indices),
+            num_classes,
+            channels=decoder_channels,
+            detail_branch=detail_branch,
+            binary_head=binary_head,
+        )
+        cfg = self.backbone.pretrained_cfg
+        self.mean = [float(v) for v in (mean if mean is not None else cfg.get("mean", (0.5,) * 3))]
+        self.std = [float(v) for v in (std if std is not None else cfg.get("std", (0.5,) * 3))]
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError("mean and std need three values (R, G, B)")
+        self.num_classes = num_classes
+        self.class_names = class_names
+        self.imgsz = int(imgsz)
+        self.backbone_init = backbone_init
+        self.metrics: dict[str, Any] | None = None
+        # The full, resolved configuration: what save_pretrained writes to config.json.
+        self._hub_mixin_config = {
+            "num_classes": num_classes,
+            "class_names": class_names,
+            "backbone": backbone,
+            "feature_indices": list(self.backbone.feature_indices),
+            "decoder_channels": decoder_channels,
+            "detail_branch": detail_branch,
+            "binary_head": binary_head,
+            "backbone_mode": backbone_mode,
+            "backbone_init": backbone_init,
+            "backbone_weights": None if backbone_weights is None else str(backbone_weights),
+            "imgsz": self.imgsz,
+            "mean": self.mean,
+            "std": self.std,
+            "train_layerscale": train_layerscale,
+        }
+        if (
+            backbone_init == "random"
+            and backbone_mode != "full"
+            and not train_layerscale
+            and self.backbone.has_layerscale
+            and not backbone_weights_skipped()
+        ):
+            warnings.warn(
+                f"random backbone with backbone_mode='{backbone_mode}': timm's DINOv2 starts "
+                "LayerScale at 1e-5 and it is not trained in this mode, so the blocks barely "
+                "change their input and the feature maps collapse. To train from random weights "
+                "use backbone_mode='full' or train_layerscale=True; "
+                "for real use load pretrained weights.",
+                RandomBackboneWarning,
+                stacklevel=2,
+            )
+
+    # ------------------------------------------------------------------ description
+    @property
+    def config(self) -> dict[str, Any]:
+        """The resolved constructor arguments (a copy of what ``config.json`` holds)."""
+        return json.loads(json.dumps(self._hub_mixin_config))
+
+    @property
+    def patch_size(self) -> int:
+        """Input sides must be multiples of this (14 for DINOv2)."""
+        return self.backbone.patch_size
+
+    @property
+    def random_backbone(self) -> bool:
+        """True when the backbone was originally initialised with random weights."""
+        return self.backbone_init == "random"
+
+    @property
+    def has_binary_head(self) -> bool:
+        """True when the binary defect head is present."""
+        return self.decoder.binary_head is not None
+
+    @property
+    def num_parameters(self) -> int:
+        """Total number of parameters."""
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def num_trainable_parameters(self) -> int:
+        """Number of parameters with ``requires_grad``."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-friendly summary: architecture, initialisation and parameter counts."""
+        return {
+            "backbone": self.backbone.name,
+            "backbone_init": self.backbone_init,
+            "backbone_weights": self._hub_mixin_config["backbone_weights"],
+            "random_backbone": self.random_backbone,
+            "backbone_mode": self.backbone.mode,
+            "backbone_blocks": f"{self.backbone.depth} of {self.backbone.original_depth}",
+            "feature_indices": list(self.backbone.feature_indices),
+            "detail_branch": self.decoder.detail is not None,
+            "binary_head": self.has_binary_head,
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "imgsz": self.imgsz,
+            "patch_size": self.patch_size,
+            "parameters": self.num_parameters,
+            "trainable_parameters": self.num_trainable_parameters,
+        }
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits for a normalised batch N×3×H×W (H and W multiples of the patch size).
+
+        Returns:
+            ``{"fine": N×C×H×W}`` and, with the binary head, ``"binary"``: N×2×H×W.
+
+        Raises:
+            ValueError: wrong shape, or sides that are not multiples of the patch size.
+        """
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a float tensor N×3×H×W, got shape {tuple(x.shape)}")
+        p = self.patch_size
+        height, width = int(x.shape[-2]), int(x.shape[-1])
+        if height % p or width % p:
+            raise ValueError(
+                f"input height and width must be multiples of the patch size {p}, got "
+                f"{height}×{width}; letterbox the image first "
+                "(boxes2pixels.student.preprocess.letterbox pads to multiples of 14)"
+            )
+        return self.decoder(self.backbone(x), x)
+
+    # ------------------------------------------------------------------ inference
+    def predict(
+        self,
+        images: np.ndarray | list[np.ndarray],
+        *,
+        imgsz: int | None = None,
+        batch_size: int = 4,
+        precision: str = "fp32",
+        device: str | torch.device | None = None,
+    ) -> list[np.ndarray]:
+        """Label maps (argmax of the fine head) for RGB images, each at its own size.
+
+        Each image is letterboxed (long side ``imgsz``, aspect ratio kept, padded to patch
+        multiples); the logits are cropped, resized bilinearly to the original size and argmaxed.
+
+        Args:
+            images: an H×W×3 ``uint8`` RGB array, a batch N×H×W×3, or a list of any sizes.
+            imgsz: long side for inference; defaults to the model's ``imgsz``.
+            batch_size: images per forward pass (images of equal letterboxed size are batched).
+            precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (autocast).
+            device: run on this device (the model is moved there); default: where the model is.
+
+        Returns:
+            One H×W ``uint8`` label map per image (0 background, k+1 class k).
+        """
+        from ..device import resolve_device, resolve_precision
+
+        if isinstance(images, np.ndarray):
+            images = [images] if images.ndim == 3 else list(images)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
+        if self.num_classes > 255:
+            raise ValueError("label maps are uint8: at most 255 classes can be predicted")
+        size = int(imgsz or self.imgsz)
+        if device is not None:
+            self.to(resolve_device(device))
+        dev = next(self.parameters()).device
+        dtype = resolve_precision(precision, dev)
+        channels_last = dtype is torch.bfloat16 and dev.type == "cpu"
+        autocast = (
+            torch.autocast(device_type=dev.type, dtype=dtype)
+            if dtype is not None
+            else nullcontext()
+        )
+
+        prepared = []
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, image in enumerate(images):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(
+                    f"image {i}: expected an H×W×3 uint8 RGB array, "
+                    f"got shape {image.shape} dtype {image.dtype}"
+                )
+            padded, content = letterbox(image, size, multiple=self.patch_size)
+            prepared.append((padded, content))
+            groups[padded.shape[:2]].append(i)
+
+        results: list[np.ndarray | None] = [None] * len(images)
+        was_training = self.training
+        self.eval()
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+        try:
+            with torch.inference_mode(), autocast:
+                for indices in groups.values():
+                    for start in range(0, len(indices), batch_size):
+                        chunk = indices[start : start + batch_size]
+                        batch = normalize(
+                            np.stack([prepared[i][0] for i in chunk]), self.mean, self.std
+                        )
+                        batch = batch.to(dev)
+                        if channels_last:
+                            batch = batch.contiguous(memory_format=torch.channels_last)
+                        logits = self(batch)["fine"]
+                        for j, i in enumerate(chunk):
+                            out = unletterbox_logits(
+                                logits[j : j + 1].float(), prepared[i][1], images[i].shape[:2]
+                            )
+                            results[i] = out.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
+        finally:
+            if channels_last:
+                self.to(memory_format=torch.contiguous_format)
+            self.train(was_training)
+        return [r for r in results if r is not None]
+
+    # ------------------------------------------------------------------ saving
+    def save_pretrained(  # type: ignore[override]
+        self,
+        save_directory: str | Path,
+        *,
+        metrics: dict[str, Any] | None = None,
+        config: dict | None = None,
+        repo_id: str | None = None,
+        push_to_hub: bool = False,
+        model_card_kwargs: dict[str, Any] | None = None,
+        **push_to_hub_kwargs: Any,
+    ) -> str | None:
+        """Write ``model.safetensors``, ``config.json`` and a ``README.md`` model card.
+
+        Each file is replaced atomically. ``metrics`` (e.g. ``SegmentationScores.to_dict()``)
+        are shown in the model card and kept for a later :meth:`push_to_hub`.
+
+        Args:
+            save_directory: folder to write (created if needed).
+            metrics: evaluation figures for the model card.
+            config: override of the configuration (defaults to the resolved constructor args).
+            repo_id: repository for ``push_to_hub=True``.
+            push_to_hub: also upload the folder to the Hugging Face Hub.
+            model_card_kwargs: extra values for the model card (``dataset``, ``notes``).
+            **push_to_hub_kwargs: passed to :meth:`push_to_hub`.
+        """
+        if metrics is not None:
+            self.metrics = dict(metrics)
+        save_directory = Path(save_directory)
+        save_directory.mkdir(parents=True, exist_ok=True)
+        config = dict(config if config is not None else self._hub_mixin_config)
+        files = {
+            WEIGHTS_NAME: self._write_weights,
+            CONFIG_NAME: lambda p: p.write_text(json.dumps(config, indent=2) + "\n", "utf-8"),
+            CARD_NAME: lambda p: p.write_text(
+                self.model_card(**(model_card_kwargs or {})), "utf-8"
+            ),
+        }
+        for name, writer in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=save_directory)
+            os.close(fd)
+            tmp_path = Path(tmp)
+            try:
+                writer(tmp_path)
+                os.replace(tmp_path, save_directory / name)
+            finally:
+                tmp_path.unlink(missing_ok=True)
+        if push_to_hub:
+            kwargs = dict(push_to_hub_kwargs)
+            kwargs["config"] = config
+            return self.push_to_hub(
+                repo_id=repo_id or save_directory.name,
+                model_card_kwargs=model_card_kwargs,
+                **kwargs,
+            )
+        return None
+
+    def _write_weights(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(path), metadata={"format": "pt", "library": "boxes2pixels"})
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        self._write_weights(Path(save_directory) / WEIGHTS_NAME)
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> Any:
+        """The model card as a ``huggingface_hub.ModelCard`` (used by ``push_to_hub``)."""
+        from huggingface_hub import ModelCard
+
+        return ModelCard(self.model_card(**kwargs))
+
+    def model_card(self, dataset: str | None = None, notes: str | None = None, **_: Any) -> str:
+        """Markdown model card: architecture, initialisation, classes, usage and metrics."""
+        info = self.describe()
+        data = ModelCardData(
+            library_name="boxes2pixels",
+            license="mit",
+            pipeline_tag="image-segmentation",
+            tags=["boxes2pixels", "image-segmentation", "weak-supervision", "defect-detection"],
+        )
+        lines = [
+            "---",
+            data.to_yaml(),
+            "---",
+            "",
+            "# Boxes2Pixels student",
+            "",
+            "A compact defect segmentation model distilled from box-prompted pseudo-masks "
+            "(Boxes2Pixels): a timm ViT backbone with a hierarchical decoder, a detail branch "
+            "and binary + fine heads.",
+            "",
+        ]
+        if self.random_backbone:
+            lines += [
+                "> **Random backbone.** This model's backbone was initialised with random "
+                "weights, not pretrained DINOv2 features; its predictions are not meaningful "
+                "for real use.",
+                "",
+            ]
+        lines += ["## Model", "", "| field | value |", "|---|---|"]
+        for key in (
+            "backbone",
+            "backbone_init",
+            "backbone_mode",
+            "backbone_blocks",
+            "feature_indices",
+            "detail_branch",
+            "binary_head",
+            "imgsz",
+            "parameters",
+            "trainable_parameters",
+        ):
+            lines.append(f"| {key} | {info[key]} |")
+        lines += ["", "## Classes", "", "| value | class |", "|---|---|"]
+        lines += [f"| {i} | {name} |" for i, name in enumerate(self.class_names)]
+        if dataset:
+            lines += ["", "## Data", "", str(dataset)]
+        lines += ["", "## Metrics", ""]
+        if self.metrics:
+            lines += _metrics_markdown(self.metrics)
+        else:
+            lines.append("Not evaluated yet.")
+        if notes:
+            lines += ["", "## Notes", "", str(notes)]
+        lines += [
+            "",
+            "## Usage",
+            "",
+            "```python",
+            "from boxes2pixels.student import Student",
+            "from boxes2pixels.io import read_image",
+            "",
+            'model = Student.from_pretrained("path/or/hub-id")',
+            'label_map = model.predict(read_image("image.jpg"))[0]',
+            "```",
+            "",
+            "Label maps: 0 background, k+1 for YOLO class k.",
+            "",
+        ]
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def _from_pretrained(  # type: ignore[override]
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        map_location: str = "cpu",
+        strict: bool = True,
+        config: dict | None = None,
+        **model_kwargs: Any,
+    ) -> Student:
+        """Build the architecture from ``config.json`` and load ``model.safetensors``.
+
+        The backbone's original initialisation (hub download, weights file) is not repeated:
+        every weight comes from the student's own safetensors file.
+        """
+        from safetensors.torch import load_file
+
+        if os.path.isdir(model_id):
+            if config is None:
+                raise CheckpointError(f"{Path(model_id) / CONFIG_NAME}: model config not found")
+            weights_file = Path(model_id) / WEIGHTS_NAME
+            if not weights_file.is_file():
+                raise CheckpointError(f"{weights_file}: model weights not found")
+        else:
+            from huggingface_hub import hf_hub_download
+
+            if config is None:
+                raise CheckpointError(f"{model_id}: no {CONFIG_NAME} found in this Hub repository")
+            weights_file = Path(
+                hf_hub_download(
+                    repo_id=model_id,
+                    filename=WEIGHTS_NAME,
+                    revision=revision,
+                    cache_dir=cache_dir,
+                    force_download=force_download,
+                    token=token,
+                    local_files_only=local_files_only,
+                )
+            )
+        with no_backbone_weights():
+            model = cls(**model_kwargs)
+        try:
+            state = load_file(str(weights_file), device=str(map_location))
+        except Exception as exc:  # corrupt safetensors raise several exception types
+            raise CheckpointError(f"{weights_file}: cannot read model weights ({exc})") from exc
+        try:
+            result = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            raise CheckpointError(f"{weights_file}: weights do not fit the config ({exc})") from exc
+        if strict and (result.missing_keys or result.unexpected_keys):
+            raise CheckpointError(
+                f"{weights_file}: weights do not fit the config: missing "
+                f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+            )
+        model.to(map_location)
+        model.eval()
+        return model
+
+
+def _metrics_markdown(metrics: dict[str, Any]) -> list[str]:
+    lines = ["| metric | value |", "|---|---|"]
+    per_class: dict[str, Any] | None = None
+    for key, value in metrics.items():
+        if key == "per_class" and isinstance(value, dict):
+            per_class = value
+        elif isinstance(value, float):
+            lines.append(f"| {key} | {value:.4f} |")
+        elif isinstance(value, (int, str, bool)):
+            lines.append(f"| {key} | {value} |")
+    if per_class:
+        fields = sorted({f for v in per_class.values() if isinstance(v, dict) for f in v})
+        lines += ["", "| class | " + " | ".join(fields) + " |", "|---" * (len(fields) + 1) + "|"]
+        for name, values in per_class.items():
+            cells = [
+                f"{values[f]:.4f}" if isinstance(values.get(f), float) else str(values.get(f, ""))
+                for f in fields
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines

@@ -1,0 +1,150 @@
+"""Image preparation for the student: letterboxing to patch multiples and normalisation.
+
+Images are RGB ``uint8`` arrays H×W×3; label maps are H×W ``uint8`` (255 = ignore). The
+student's backbone needs both sides to be multiples of its patch size (14 for DINOv2), so
+images are resized with their aspect ratio kept (long side = ``imgsz``) and padded at the
+bottom and right. ``content`` (h, w) is the resized image inside the padded canvas; it is
+what :func:`unletterbox_logits` crops back before resizing to the original size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = 255
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def letterbox_shape(
+    height: int, width: int, imgsz: int, multiple: int = 14, square: bool = False
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Content and padded sizes that :func:`letterbox` gives an ``height``×``width`` image.
+
+    Returns:
+        ``((content_h, content_w), (padded_h, padded_w))``.
+    """
+    if imgsz < 1 or multiple < 1:
+        raise ValueError(f"imgsz and multiple must be positive (got {imgsz}, {multiple})")
+    if height < 1 or width < 1:
+        raise ValueError(f"cannot letterbox an empty image ({height}×{width})")
+    scale = imgsz / max(height, width)
+    content = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if square:
+        side = _round_up(imgsz, multiple)
+        return content, (side, side)
+    return content, (_round_up(content[0], multiple), _round_up(content[1], multiple))
+
+
+def letterbox(
+    image: np.ndarray, imgsz: int, multiple: int = 14, square: bool = False
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Resize an image so its long side is ``imgsz`` and pad it to multiples of ``multiple``.
+
+    The aspect ratio is kept; padding (zeros) is added at the bottom and right. With
+    ``square=True`` the canvas is ``S``×``S`` with ``S`` = ``imgsz`` rounded up to a multiple.
+
+    Args:
+        image: RGB ``uint8`` array H×W×3 (any H×W×C or H×W array works).
+        imgsz: target length of the long side, in pixels.
+        multiple: the padded sides are multiples of this (the backbone's patch size).
+        square: pad to a square canvas instead of the smallest multiple.
+
+    Returns:
+        The padded image and the content size ``(h, w)`` of the resized image inside it.
+    """
+    return _letterbox(image, imgsz, multiple, square, pad_value=0, nearest=False)
+
+
+def letterbox_mask(
+    mask: np.ndarray,
+    imgsz: int,
+    multiple: int = 14,
+    square: bool = False,
+    pad_value: int = IGNORE_INDEX,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`letterbox` for a label map: nearest-neighbour resize, padding with ``pad_value``.
+
+    The default pad value 255 (ignore) keeps the padding out of losses and metrics.
+    """
+    return _letterbox(mask, imgsz, multiple, square, pad_value=pad_value, nearest=True)
+
+
+def _letterbox(
+    array: np.ndarray, imgsz: int, multiple: int, square: bool, pad_value: int, nearest: bool
+) -> tuple[np.ndarray, tuple[int, int]]:
+    height, width = array.shape[:2]
+    (ch, cw), (ph, pw) = letterbox_shape(height, width, imgsz, multiple, square)
+    if (ch, cw) != (height, width):
+        if nearest:
+            interpolation = cv2.INTER_NEAREST
+        elif ch < height:
+            interpolation = cv2.INTER_AREA
+        else:
+            interpolation = cv2.INTER_LINEAR
+        resized = cv2.resize(np.ascontiguousarray(array), (cw, ch), interpolation=interpolation)
+        if array.ndim == 3 and resized.ndim == 2:  # OpenCV drops a single channel axis
+            resized = resized[:, :, None]
+    else:
+        resized = array
+    out = np.full((ph, pw, *array.shape[2:]), pad_value, dtype=array.dtype)
+    out[:ch, :cw] = resized
+    return out, (ch, cw)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """RGB ``uint8`` H×W×3 (or a batch N×H×W×3) → float tensor 3×H×W (N×3×H×W) in [0, 1]."""
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got dtype {image.dtype}")
+    if image.ndim not in (3, 4) or image.shape[-1] != 3:
+        raise ValueError(f"expected an H×W×3 RGB image (or N×H×W×3), got shape {image.shape}")
+    tensor = torch.from_numpy(np.ascontiguousarray(image))
+    tensor = tensor.permute(2, 0, 1) if image.ndim == 3 else tensor.permute(0, 3, 1, 2)
+    return tensor.float().div_(255.0)
+
+
+def normalize_tensor(
+    tensor: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """Normalise a float tensor (3×H×W or N×3×H×W, values in [0, 1]) with per-channel mean/std."""
+    shape = (3, 1, 1) if tensor.ndim == 3 else (1, 3, 1, 1)
+    m = torch.as_tensor(mean, dtype=tensor.dtype, device=tensor.device).view(shape)
+    s = torch.as_tensor(std, dtype=tensor.dtype, device=tensor.device).view(shape)
+    return (tensor - m) / s
+
+
+def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """RGB ``uint8`` image(s) → normalised float tensor, ready for ``Student.forward``.
+
+    Args:
+        image: H×W×3 or N×H×W×3 ``uint8`` array.
+        mean: per-channel mean of [0, 1] pixel values (``Student.mean``).
+        std: per-channel standard deviation (``Student.std``).
+
+    Returns:
+        A float32 tensor 3×H×W (or N×3×H×W).
+    """
+    return normalize_tensor(to_tensor(image), mean, std)
+
+
+def unletterbox_logits(
+    logits: torch.Tensor, content: tuple[int, int], size: tuple[int, int]
+) -> torch.Tensor:
+    """Crop letterbox padding off logits (N×C×H×W) and resize them bilinearly to ``size``.
+
+    Args:
+        logits: model output on a letterboxed input.
+        content: ``(h, w)`` returned by :func:`letterbox`.
+        size: the original image's ``(height, width)``.
+    """
+    cropped = logits[..., : content[0], : content[1]]
+    if tuple(cropped.shape[-2:]) == tuple(size):
+        return cropped
+    return F.interpolate(cropped, size=size, mode="bilinear", align_corners=False)
