@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -14,6 +15,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import ImageReadError
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -32,6 +36,7 @@ _BASE_COLOURS = [
 ]
 
 
+@functools.lru_cache(maxsize=256)
 def class_colour(value: int) -> tuple[int, int, int]:
     """RGB colour used for label value ``value`` (0 = background) in palettes and overlays."""
     if value == 255:
@@ -115,6 +120,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
     try:
         yield tmp_path
         os.replace(tmp_path, path)

@@ -1,0 +1,196 @@
+"""Training configuration: every hyper-parameter of the paper, settable in four layers.
+
+Precedence, lowest to highest: the defaults below < a config file (YAML or TOML, given as
+``TrainConfig.load(config_file=...)`` or ``b2p train --config``) < environment variables
+``B2P_<FIELD>`` (for example ``B2P_EPOCHS=50``) < explicit arguments (the CLI's flags).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from .errors import Boxes2PixelsError
+
+_CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "b2p_config_file", default=None
+)
+
+
+class ConfigError(Boxes2PixelsError):
+    """A configuration file or value is invalid."""
+
+
+class TrainConfig(BaseSettings):
+    """Resolved configuration of a training run (``b2p train`` / ``Distiller``).
+
+    Defaults are the paper's (DESIGN.md), except where a run-time choice has no paper value
+    (workers, device, precision, batch: the research code used batch 1; any size works).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="B2P_", extra="forbid", validate_assignment=True, case_sensitive=False
+    )
+
+    # --- data and run -----------------------------------------------------------------
+    data: Path | None = Field(None, description="data.yaml of the YOLO dataset")
+    masks: Path | None = Field(None, description="pseudo-mask folder with <split>/ sub-folders")
+    out: Path = Field(Path("runs/train"), description="run directory")
+    train_split: str = "train"
+    val_split: str = "val"
+    missing_masks: Literal["error", "skip"] = Field(
+        "error",
+        description="an image without a mask: stop with an error, or skip it with a warning",
+    )
+    resume: bool = Field(False, description="continue from RUN_DIR/last.ckpt")
+    overwrite: bool = Field(False, description="allow writing into a non-empty RUN_DIR")
+
+    # --- schedule ---------------------------------------------------------------------
+    epochs: int = Field(200, ge=1)
+    imgsz: int = Field(518, ge=14, description="square training size (multiple of 14)")
+    batch: int = Field(8, ge=1)
+    workers: int = Field(2, ge=0)
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: fp16 on CUDA, bf16 on CPUs with bf16 units, else fp32"
+    )
+    seed: int = 0
+    deterministic: bool = Field(False, description="torch.use_deterministic_algorithms")
+    patience: int = Field(25, ge=0, description="early stopping; 0 disables it")
+    progress: bool = Field(True, description="show a rich progress display")
+
+    # --- optimisation -------------------------------------------------------------------
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 disables clipping")
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    ema_warmup: bool = Field(True, description="ramp the EMA decay as min(d, (1+t)/(10+t))")
+
+    # --- losses -------------------------------------------------------------------------
+    dice_beta: float = Field(0.4, gt=0)
+    dice_eps: float = Field(1.0, gt=0)
+    background_weight: float = Field(0.4, gt=0)
+    defect_weight: float = Field(4.0, gt=0)
+    binary_loss_weight: float = Field(0.5, ge=0)
+    fine_loss_weight: float = Field(0.5, gt=0)
+    tau: float = Field(0.9, gt=0, lt=1)
+    self_correction: bool = True
+    correction_warmup: int | None = Field(
+        None, ge=0, description="epochs without correction; None: correction_warmup_fraction"
+    )
+    correction_warmup_fraction: float = Field(0.1, ge=0, le=1)
+
+    # --- augmentation -------------------------------------------------------------------
+    augment: bool = True
+    hflip: float = Field(0.5, ge=0, le=1)
+    vflip: float = Field(0.5, ge=0, le=1)
+    scale_crop: float = Field(0.5, ge=0, le=1, description="probability of a random scale-crop")
+    min_scale: float = Field(0.5, gt=0, le=1, description="smallest crop side, share of the image")
+    colour_jitter: float = Field(0.2, ge=0, le=1, description="brightness/contrast/saturation")
+    hue_jitter: float = Field(0.02, ge=0, le=0.5)
+
+    # --- student (ablation switches) --------------------------------------------------
+    backbone: str = "vit_small_patch14_dinov2.lvd142m"
+    backbone_init: Literal["pretrained", "random"] = "pretrained"
+    backbone_weights: Path | None = None
+    backbone_mode: Literal["bitfit", "frozen", "full"] = "bitfit"
+    train_layerscale: bool = Field(
+        False, description="also train LayerScale in bitfit/frozen mode (random backbones)"
+    )
+    feature_indices: list[int] | None = None
+    decoder_channels: int = Field(256, ge=1)
+    detail_branch: bool = True
+    binary_head: bool = True
+
+    @field_validator("imgsz")
+    @classmethod
+    def _multiple_of_14(cls, v: int) -> int:
+        if v % 14:
+            raise ValueError(f"imgsz must be a multiple of 14 (the ViT patch size), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _check_weights(self) -> TrainConfig:
+        if self.backbone_weights is not None and self.backbone_init == "random":
+            raise ValueError("backbone_weights is set but backbone_init is 'random'")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit arguments > ``B2P_`` environment > config file > defaults."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _CONFIG_FILE.get()
+        if path is not None:
+            if path.suffix.lower() == ".toml":
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            else:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides: Any) -> TrainConfig:
+        """Build a configuration from the four layers.
+
+        Args:
+            config_file: optional YAML (``.yaml``/``.yml``) or TOML (``.toml``) file whose keys
+                are field names.
+            **overrides: explicit values (highest precedence); ``None`` values are dropped,
+                so a CLI flag that was not given does not override anything.
+
+        Raises:
+            ConfigError: the file is missing, unreadable or holds an invalid value (the
+                message names the file), or an explicit or environment value is invalid.
+        """
+        path = Path(config_file) if config_file is not None else None
+        if path is not None:
+            if not path.is_file():
+                raise ConfigError(f"{path}: config file not found")
+            if path.suffix.lower() not in (".yaml", ".yml", ".toml"):
+                raise ConfigError(f"{path}: config file must be .yaml, .yml or .toml")
+        explicit = {k: v for k, v in overrides.items() if v is not None}
+        token = _CONFIG_FILE.set(path)
+        try:
+            return cls(**explicit)
+        except ValidationError as exc:
+            where = f"{path}: " if path is not None else ""
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(f"{where}invalid training configuration ({problems})") from exc
+        except (OSError, ValueError) as exc:  # unreadable or unparsable file
+            raise ConfigError(f"{path}: cannot read config file ({exc})") from exc
+        finally:
+            _CONFIG_FILE.reset(token)
+
+    def resolved_correction_warmup(self) -> int:
+        """Epochs trained without self-correction.
+
+        ``correction_warmup`` when set (0 reproduces the research code), else
+        ``max(1, round(correction_warmup_fraction · epochs))``.
+        """
+        if self.correction_warmup is not None:
+            return self.correction_warmup
+        return max(1, math.floor(self.correction_warmup_fraction * self.epochs + 0.5))
+
+    def to_yaml(self) -> str:
+        """The configuration as YAML (paths as strings), as written to ``RUN_DIR/config.yaml``."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

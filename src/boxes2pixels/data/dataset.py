@@ -1,0 +1,139 @@
+"""Training samples: (image, pseudo-mask) pairs of a dataset split, streamed from disk."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import DatasetError
+from ..io import read_image, read_mask
+from ..student.preprocess import letterbox, letterbox_mask
+from .transforms import JointTransform
+from .yolo import YoloDataset, load_data_yaml
+
+
+class PseudoMaskDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Images of a split with their masks at ``<masks>/<split>/<mask_name>``.
+
+    Each item is read from disk when asked for (memory does not grow with the dataset),
+    optionally augmented, and letterboxed onto a square ``imgsz``×``imgsz`` canvas (aspect
+    ratio kept; mask padding is 255 = ignore) so items stack into batches.
+
+    Args:
+        data: a ``YoloDataset`` or the path of its ``data.yaml``.
+        masks: the mask folder (holding one sub-folder per split).
+        split: ``train``, ``val`` or ``test``.
+        imgsz: side of the square canvas (a multiple of 14).
+        transform: joint augmentation (``None`` for validation).
+        missing: ``"error"`` raises on the first image without a mask; ``"skip"`` leaves
+            such images out with a warning.
+        seed: base seed of the augmentation; item ``i`` in epoch ``e`` always gets the same
+            random draws, whatever the number of workers or processes.
+
+    Items:
+        ``(image, mask)``: ``uint8`` tensors 3×S×S (RGB, not normalised) and S×S.
+
+    Raises:
+        DatasetError: the split has no images, or a mask is missing (``missing="error"``).
+    """
+
+    def __init__(
+        self,
+        data: YoloDataset | str | Path,
+        masks: str | Path,
+        split: str,
+        imgsz: int = 518,
+        transform: JointTransform | None = None,
+        missing: Literal["error", "skip"] = "error",
+        seed: int = 0,
+    ) -> None:
+        self.data = data if isinstance(data, YoloDataset) else load_data_yaml(data)
+        self.masks_root = Path(masks)
+        self.split = split
+        self.imgsz = imgsz
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+        images = self.data.images(split)
+        if not images:
+            raise DatasetError(f"{self.data.yaml_path}: split '{split}' holds no images")
+        split_dir = self.masks_root / split
+        samples: list[tuple[Path, Path]] = []
+        skipped: list[Path] = []
+        for image in images:
+            mask = split_dir / self.data.mask_name(image, split)
+            if mask.is_file():
+                samples.append((image, mask))
+            elif missing == "error":
+                raise DatasetError(
+                    f"{mask}: mask of image {image} not found (run `b2p label` for split "
+                    f"'{split}', or pass --missing-masks skip to leave such images out)"
+                )
+            else:
+                skipped.append(mask)
+        if skipped:
+            warnings.warn(
+                f"{len(skipped)} image(s) of split '{split}' have no mask in {split_dir} and "
+                f"are skipped (first: {skipped[0]})",
+                stacklevel=2,
+            )
+        if not samples:
+            raise DatasetError(f"{split_dir}: no masks for any image of split '{split}'")
+        self.samples = samples
+        self.skipped = skipped
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names of the label values: ``["background", *names]``."""
+        return ["background", *self.data.names]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of label values including background."""
+        return self.data.num_classes
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose augmentation draws ``__getitem__`` makes."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The image (RGB uint8 H×W×3) and mask (H×W uint8) of item ``index``, unchanged."""
+        image_path, mask_path = self.samples[index]
+        image = read_image(image_path)
+        mask = read_mask(mask_path)
+        if mask.shape != image.shape[:2]:
+            raise DatasetError(
+                f"{mask_path}: mask is {mask.shape[1]}×{mask.shape[0]} but image {image_path} "
+                f"is {image.shape[1]}×{image.shape[0]}"
+            )
+        max_value = self.data.num_classes - 1
+        bad = (mask > max_value) & (mask != 255)
+        if bad.any():
+            raise DatasetError(
+                f"{mask_path}: holds label value {int(mask[bad].max())}, but the dataset has "
+                f"values 0..{max_value} (and 255 = ignore)"
+            )
+        return image, mask
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.load(index)
+        rng = None
+        if self.transform is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            image, mask = self.transform.geometric(image, mask, rng)
+        image_lb, (ch, cw) = letterbox(image, self.imgsz, square=True)
+        mask_lb, _ = letterbox_mask(mask, self.imgsz, square=True)
+        if self.transform is not None and rng is not None:
+            image_lb[:ch, :cw] = self.transform.photometric(image_lb[:ch, :cw], rng)
+        return (
+            torch.from_numpy(np.ascontiguousarray(image_lb.transpose(2, 0, 1))),
+            torch.from_numpy(np.ascontiguousarray(mask_lb)),
+        )
