@@ -1,7 +1,123 @@
-"""`b2p benchmark` (being written)."""
+"""`b2p benchmark`: train the student, its ablations and the baselines, and compare them."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+
+from ._common import console, handle_errors
+
+
+def _encoder_weights(values: list[str] | None) -> dict[str, Path] | None:
+    from ..errors import Boxes2PixelsError
+
+    if not values:
+        return None
+    out: dict[str, Path] = {}
+    for item in values:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise Boxes2PixelsError(
+                "--encoder-weights expects NAME=FILE (e.g. unet=resnet34.safetensors), "
+                f"got '{item}'"
+            )
+        out[name.strip().lower()] = Path(path)
+    return out
+
+
+@handle_errors
+def benchmark_command(
+    data_yaml: Path = typer.Argument(..., help="data.yaml of the YOLO dataset."),
+    masks: Path = typer.Option(..., "--masks", help="Pseudo-masks to train on (b2p label output)."),
+    gt: Path = typer.Option(
+        ..., "--gt", help="Ground-truth masks of the test split (GT_DIR/test/ or GT_DIR)."
+    ),
+    out: Path = typer.Option(..., "--out", help="Output folder; rerun the same command to resume."),
+    suite: str = typer.Option(
+        "final",
+        "--suite",
+        help="final (student + U-Net, DeepLabV3, SegFormer) | ablations (student without "
+        "self-correction / binary head / detail branch) | all.",
+    ),
+    runs: str | None = typer.Option(
+        None,
+        "--runs",
+        help="Comma-separated runs instead of a suite: student, student-no-sc, "
+        "student-no-binary, student-no-detail, unet, deeplabv3, segformer.",
+    ),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs per run (default 200)."),
+    imgsz: int | None = typer.Option(
+        None, "--imgsz", help="Training size, a multiple of 14 (default 518)."
+    ),
+    batch: int | None = typer.Option(None, "--batch", help="Images per step."),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps."),
+    precision: str | None = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16."),
+    backbone_init: str | None = typer.Option(
+        None, "--backbone-init", help="Students' backbone: pretrained (default) | random."
+    ),
+    backbone_weights: Path | None = typer.Option(
+        None, "--backbone-weights", help="Local DINOv2 weights file for the students."
+    ),
+    encoder_init: str = typer.Option(
+        "imagenet", "--encoder-init", help="Baselines' encoders: imagenet (default) | random."
+    ),
+    encoder_weights: list[str] | None = typer.Option(
+        None,
+        "--encoder-weights",
+        help="NAME=FILE: a local smp encoder weights file for baseline NAME (repeatable).",
+    ),
+    split: str = typer.Option("test", "--split", help="Split to predict and score."),
+    panels: int = typer.Option(8, "--panels", min=0, help="Test images in comparison panels."),
+    config: Path | None = typer.Option(
+        None, "--config", help="Training config file (YAML/TOML) shared by every run."
+    ),
+) -> None:
+    """Train each run on the same pseudo-masks and compare them on ground truth.
+
+    Writes OUT/summary.csv, OUT/summary.md (the paper's Table 1 layout plus binary
+    precision/recall and per-class IoU) and OUT/panels/*.png (image, ground truth and each
+    run's prediction). Finished runs are skipped when the command is run again.
+
+    Examples:
+
+      b2p benchmark data.yaml --masks masks --gt gt_masks --out bench --epochs 20 --imgsz 224
+
+      b2p benchmark data.yaml --masks masks --gt gt_masks --out bench --suite ablations
+    """
+    from ..benchmark import run_benchmark
+    from ..config import TrainConfig
+
+    base = TrainConfig.load(config) if config is not None else None
+    result = run_benchmark(
+        data_yaml,
+        masks,
+        gt,
+        out,
+        suite=suite,
+        runs=runs,
+        epochs=epochs,
+        imgsz=imgsz,
+        batch=batch,
+        device=device,
+        precision=precision,
+        backbone_init=backbone_init,
+        backbone_weights=backbone_weights,
+        encoder_init=encoder_init,
+        encoder_weights=_encoder_weights(encoder_weights),
+        split=split,
+        panels=panels,
+        config=base,
+        say=lambda msg: console.print(f"[bold]benchmark[/] {msg}", highlight=False),
+    )
+    typer.echo(result.summary_md.read_text(encoding="utf-8"))
+    console.print(
+        f"wrote {result.summary_csv}, {result.summary_md} and {len(result.panels)} panels "
+        f"in {result.out / 'panels'}",
+        highlight=False,
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("benchmark")(benchmark_command)

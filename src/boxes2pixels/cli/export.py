@@ -1,7 +1,68 @@
-"""`b2p export` (being written)."""
+"""`b2p export`: write a trained model as an ONNX file checked against PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+
+from ._common import console, handle_errors
+
+
+@handle_errors
+def export_command(
+    model: str = typer.Argument(
+        ..., help="Run folder (uses RUN/best) or saved model folder (student or baseline)."
+    ),
+    format: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
+    imgsz: int | None = typer.Option(
+        None,
+        "--imgsz",
+        help="Input side of the exported graph (default: the model's imgsz); a multiple of "
+        "the patch size (14 for the student).",
+    ),
+    dynamic: bool = typer.Option(
+        False,
+        "--dynamic",
+        help="Dynamic batch, height and width (needed to predict images of several shapes).",
+    ),
+    heads: str = typer.Option(
+        "fine",
+        "--heads",
+        help="fine: only the logits prediction uses (binary head left out, faster) | all.",
+    ),
+    opset: int = typer.Option(18, "--opset", help="ONNX opset version."),
+    out: Path | None = typer.Option(
+        None, "--out", help="The .onnx file to write (default: MODEL/model.onnx)."
+    ),
+) -> None:
+    """Export a trained model to ONNX; its outputs are checked against PyTorch (1e-3).
+
+    Examples:
+
+      b2p export runs/exp1 --format onnx --dynamic
+
+      b2p predict runs/exp1/best/model.onnx images/ --out preds --runtime onnx
+    """
+    from ..errors import Boxes2PixelsError
+    from ..export import export_onnx, load_model
+    from ..predict import resolve_model_dir
+
+    if format.lower() != "onnx":
+        raise Boxes2PixelsError(f"unknown export format '{format}' (supported: onnx)")
+    folder = resolve_model_dir(Path(model))
+    loaded = load_model(folder)
+    target = out or folder / "model.onnx"
+    console.print(f"exporting {folder} to {target} ...", highlight=False)
+    result = export_onnx(loaded, target, imgsz=imgsz, dynamic=dynamic, opset=opset, heads=heads)
+    h, w = result.input_hw
+    kind = "dynamic batch and size" if result.dynamic else f"fixed input 1×3×{h}×{w}"
+    typer.echo(
+        f"wrote {result.path} ({kind}; outputs {', '.join(result.outputs)}); "
+        f"max |onnxruntime - PyTorch| = {result.max_abs_diff:.2e}"
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("export")(export_command)

@@ -1,7 +1,106 @@
-"""`b2p profile` (being written)."""
+"""`b2p profile`: parameters, MACs, latency and throughput of the student and the baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+
+from ._common import console, handle_errors
+
+
+def _default_precisions() -> str:
+    from ..device import cpu_supports_bf16
+
+    return "fp32,bf16" if cpu_supports_bf16() else "fp32"
+
+
+@handle_errors
+def profile_command(
+    imgsz: int = typer.Option(518, "--imgsz", help="Student input side (a multiple of 14)."),
+    batch: int = typer.Option(1, "--batch", min=1, help="Images per call."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps | auto."),
+    models: str = typer.Option(
+        "student,student-onnx,unet,deeplabv3,segformer",
+        "--models",
+        help="Comma-separated: student, student-onnx, unet, deeplabv3, segformer.",
+    ),
+    precision: str | None = typer.Option(
+        None,
+        "--precision",
+        help="Comma-separated fp32 | bf16 | fp16 | auto; one table each "
+        "(default: fp32,bf16 on CPUs with bf16 matrix instructions, else fp32).",
+    ),
+    repeats: int = typer.Option(10, "--repeats", min=1, help="Timed calls; the median is shown."),
+    warmup: int = typer.Option(3, "--warmup", min=0, help="Untimed calls before timing."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="CPU threads for torch and onnxruntime (default: torch's)."
+    ),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the torch models."),
+    model: Path | None = typer.Option(
+        None, "--model", help="Profile this trained student instead of a random-weight one."
+    ),
+    json_file: Path | None = typer.Option(
+        None,
+        "--json",
+        help="Write the rows as JSON (keys name, params_total, params_trainable, gmacs, "
+        "latency_ms, images_per_s, latency_ratio); rows of a second precision are named "
+        "NAME@PRECISION.",
+    ),
+) -> None:
+    """Compare the student with the baselines: size, compute, latency, throughput.
+
+    Baselines run at the multiple of 32 nearest to --imgsz (512 for 518). Latency is the
+    median of --repeats calls after --warmup calls, under torch.inference_mode; bf16 runs use
+    autocast and channels-last. The last column is each model's latency over the student's.
+
+    Examples:
+
+      b2p profile
+
+      b2p profile --models student,segformer --precision bf16 --json profile.json
+    """
+    import torch
+
+    from ..io import write_json_atomic
+    from ..profile import format_table, profile_models
+
+    precisions = [p.strip() for p in (precision or _default_precisions()).split(",") if p.strip()]
+    threads_now = threads or torch.get_num_threads()
+    rows_json = []
+    for i, prec in enumerate(precisions):
+        rows = profile_models(
+            models,
+            imgsz=imgsz,
+            batch=batch,
+            device=device,
+            precision=prec,
+            repeats=repeats,
+            warmup=warmup,
+            threads=threads,
+            compile_model=compile,
+            student=model,
+            progress=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False),
+        )
+        title = (
+            f"{prec}, batch {batch}, {device}, {threads_now} threads, median of {repeats} "
+            f"after {warmup} warm-up"
+        )
+        typer.echo(format_table(rows, title=title) + "\n")
+        by_name = {r.name: r for r in rows}
+        if "student" in by_name and "segformer" in by_name:
+            ratio = by_name["student"].latency_ms / by_name["segformer"].latency_ms
+            typer.echo(f"student / segformer latency ({prec}): {ratio:.2f}\n")
+        for row in rows:
+            item = row.to_json()
+            if i > 0:
+                item["name"] = f"{row.name}@{prec}"
+            rows_json.append(item)
+    if json_file is not None:
+        write_json_atomic(json_file, rows_json)
+        console.print(f"wrote {json_file}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("profile")(profile_command)

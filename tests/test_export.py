@@ -1,0 +1,170 @@
+"""ONNX export: outputs match PyTorch, metadata travels, onnxruntime predicts like the student."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from boxes2pixels.errors import Boxes2PixelsError, CheckpointError
+from boxes2pixels.export import OnnxStudent, export_onnx, load_model, predict_with
+
+
+@pytest.fixture(scope="module")
+def student():
+    from boxes2pixels.student import Student
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = Student(
+            num_classes=3,
+            class_names=["background", "dirt", "damage"],
+            backbone="test_vit",
+            backbone_init="random",
+            backbone_mode="full",
+            decoder_channels=32,
+            imgsz=64,
+        )
+    # non-trivial BatchNorm statistics, so a wrong eval/train mode would show
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def static_onnx(student, tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "student.onnx"
+    result = export_onnx(student, path, imgsz=64, heads="all")
+    return path, result
+
+
+def images() -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    return [
+        rng.integers(0, 256, (50, 70, 3), dtype=np.uint8),
+        rng.integers(0, 256, (80, 40, 3), dtype=np.uint8),
+        rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+    ]
+
+
+def test_static_export_matches_pytorch(student, static_onnx) -> None:
+    path, result = static_onnx
+    assert result.outputs == ("fine", "binary")
+    assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-3
+    runner = OnnxStudent(path)
+    x = torch.randn(1, 3, 64, 64)
+    got = runner.run(x.numpy())
+    with torch.inference_mode():
+        ref = student(x)
+    for name in ("fine", "binary"):
+        assert got[name].shape == tuple(ref[name].shape)
+        assert np.abs(got[name] - ref[name].numpy()).max() <= 1e-3
+
+
+def test_metadata_travels_in_the_file(static_onnx) -> None:
+    runner = OnnxStudent(static_onnx[0])
+    assert runner.class_names == ["background", "dirt", "damage"]
+    assert runner.num_classes == 3
+    assert runner.multiple == 16  # test_vit's patch size
+    assert runner.imgsz == 64
+    assert runner.config["backbone_init"] == "random"
+    assert not runner.dynamic
+
+
+def test_static_export_rejects_other_sizes(static_onnx) -> None:
+    runner = OnnxStudent(static_onnx[0])
+    with pytest.raises(Boxes2PixelsError, match="re-export with --dynamic"):
+        runner.run(np.zeros((1, 3, 48, 64), dtype=np.float32))
+
+
+@pytest.mark.slow
+def test_dynamic_export_predicts_like_the_student(student, tmp_path) -> None:
+    path = tmp_path / "dyn.onnx"
+    result = export_onnx(student, path, imgsz=64, dynamic=True)
+    assert result.outputs == ("fine",)
+    runner = OnnxStudent(path)
+    assert runner.output_names == ["fine"]  # the binary head is not in the graph
+    expected = student.predict(images(), batch_size=2)
+    got = runner.predict(images(), batch_size=2)
+    assert [g.shape for g in got] == [e.shape for e in expected]
+    for g, e in zip(got, expected, strict=True):
+        assert (g == e).mean() >= 0.999
+
+
+def test_predict_with_equals_student_predict(student) -> None:
+    expected = student.predict(images(), batch_size=2)
+    got = predict_with(student, images(), batch_size=2)
+    for g, e in zip(got, expected, strict=True):
+        assert np.array_equal(g, e)
+
+
+def test_export_size_must_fit_patch(student, tmp_path) -> None:
+    with pytest.raises(Boxes2PixelsError, match="not a multiple of the model's patch size 16"):
+        export_onnx(student, tmp_path / "x.onnx", imgsz=60)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_foreign_or_missing_onnx_file(tmp_path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    with pytest.raises(CheckpointError, match="not found"):
+        OnnxStudent(tmp_path / "none.onnx")
+    node = helper.make_node("Identity", ["x"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "foreign.onnx")
+    with pytest.raises(CheckpointError, match="no boxes2pixels metadata"):
+        OnnxStudent(tmp_path / "foreign.onnx")
+
+
+def test_load_model_and_cli_export(student, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from boxes2pixels.cli.main import app
+
+    student.save_pretrained(tmp_path / "run" / "best")
+    assert type(load_model(tmp_path / "run")).__name__ == "Student"
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(
+        app,
+        ["export", str(tmp_path / "run"), "--format", "onnx", "--imgsz", "32", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "max |onnxruntime - PyTorch|" in result.output
+    assert OnnxStudent(out).input_hw == (32, 32)
+    bad = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--format", "tflite"])
+    assert bad.exit_code == 1
+    assert "unknown export format 'tflite'" in bad.output
+
+
+def test_baseline_export(tmp_path) -> None:
+    pytest.importorskip("segmentation_models_pytorch")
+    from boxes2pixels.baselines import BaselineModel
+
+    model = BaselineModel("unet", num_classes=3, encoder_init="random", imgsz=64)
+    result = export_onnx(model, tmp_path / "unet.onnx", imgsz=64)
+    assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-3
+    assert OnnxStudent(tmp_path / "unet.onnx").multiple == 32
+
+
+def test_failed_check_leaves_no_file(student, tmp_path) -> None:
+    target = tmp_path / "bad.onnx"
+    with pytest.raises(Boxes2PixelsError, match="differ from PyTorch"):
+        export_onnx(student, target, imgsz=32, atol=-1.0)  # no difference passes a negative bound
+    assert list(tmp_path.iterdir()) == []
