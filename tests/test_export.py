@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from boxes2pixels.errors import Boxes2PixelsError, CheckpointError
-from boxes2pixels.export import OnnxStudent, export_onnx, load_model, predict_with
+from boxes2pixels.export import OnnxStudent, export_onnx, load_model
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +100,42 @@ def test_dynamic_export_predicts_like_the_student(student, tmp_path) -> None:
         assert (g == e).mean() >= 0.999
 
 
-def test_predict_with_equals_student_predict(student) -> None:
-    expected = student.predict(images(), batch_size=2)
-    got = predict_with(student, images(), batch_size=2)
-    for g, e in zip(got, expected, strict=True):
-        assert np.array_equal(g, e)
+def test_b2p_predict_runtime_onnx_writes_the_same_masks_as_torch(student, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from boxes2pixels.cli.main import app
+    from boxes2pixels.io import read_mask, write_rgb
+
+    for i, image in enumerate(images()):
+        write_rgb(tmp_path / "photos" / f"img{i}.png", image)
+    student.save_pretrained(tmp_path / "model")
+    onnx_file = tmp_path / "model.onnx"
+    export_onnx(student, onnx_file, imgsz=64, dynamic=True)
+    runner = CliRunner()
+    for runtime, model in (("torch", tmp_path / "model"), ("onnx", onnx_file)):
+        args = ["predict", str(model), str(tmp_path / "photos"), "--out", str(tmp_path / runtime)]
+        result = runner.invoke(app, [*args, "--runtime", runtime])
+        assert result.exit_code == 0, result.output
+    for i in range(len(images())):
+        torch_mask = read_mask(tmp_path / "torch" / f"img{i}.png")
+        onnx_mask = read_mask(tmp_path / "onnx" / f"img{i}.png")
+        assert torch_mask.shape == images()[i].shape[:2]
+        assert (torch_mask == onnx_mask).mean() >= 0.999
+    tiled = runner.invoke(
+        app,
+        [
+            "predict",
+            str(onnx_file),
+            str(tmp_path / "photos"),
+            "--out",
+            str(tmp_path / "t"),
+            "--runtime",
+            "onnx",
+            "--tile",
+        ],
+    )
+    assert tiled.exit_code == 1
+    assert "--tile" in tiled.output
 
 
 def test_export_size_must_fit_patch(student, tmp_path) -> None:

@@ -259,7 +259,7 @@ class _PerPixel(torch.nn.Module):
             self.conv.bias.zero_()
         self.mean, self.std, self.imgsz = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 28
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, heads: object = None) -> dict[str, torch.Tensor]:
         return {"fine": self.conv(x)}
 
 

@@ -394,3 +394,29 @@ def test_normalize_uses_mean_and_std() -> None:
     assert torch.allclose(tensor[0], torch.ones(2, 3))
     assert torch.allclose(tensor[1], torch.full((2, 3), -2.0))
     assert torch.allclose(tensor[2], torch.zeros(2, 3))
+
+
+def test_fine_only_inference_matches_the_full_forward(student: Student) -> None:
+    student.eval()
+    x = torch.randn(1, 3, 56, 70)
+    with torch.inference_mode():
+        full = student(x)
+        fine_only = student(x, heads=("fine",))
+    assert set(fine_only) == {"fine"}
+    assert torch.equal(full["fine"], fine_only["fine"])
+    with pytest.raises(ValueError, match="head"):
+        student(x, heads=("mask",))
+
+
+def test_head_classifies_before_the_last_upsample_without_changing_the_result() -> None:
+    from boxes2pixels.student.decoder import SegmentationHead
+
+    head = SegmentationHead(8, 3).eval()
+    x = torch.randn(2, 8, 5, 7)
+    with torch.no_grad():
+        hidden = torch.nn.functional.interpolate(x, scale_factor=2.0, mode="bilinear")
+        hidden = torch.nn.functional.interpolate(
+            head.conv(hidden), scale_factor=2.0, mode="bilinear"
+        )
+        reference = head.classifier(hidden)  # the paper's order: upsample, then 1×1 conv
+        torch.testing.assert_close(head(x), reference, atol=1e-5, rtol=1e-5)

@@ -220,8 +220,17 @@ class BaselineModel(nn.Module):
                 f"{path}: not an smp '{self.spec.encoder}' encoder state dict ({exc})"
             ) from exc
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Logits ``{"fine": B×C×H×W}`` for a normalised B×3×H×W batch of any size."""
+    def forward(
+        self, x: torch.Tensor, heads: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Logits ``{"fine": B×C×H×W}`` for a normalised B×3×H×W batch of any size.
+
+        ``heads`` follows the student's contract; a baseline has only the fine head.
+        """
+        if heads is not None and set(heads) - {"fine"}:
+            raise ValueError(
+                f"a baseline has only the 'fine' head, not {sorted(set(heads) - {'fine'})}"
+            )
         h, w = x.shape[-2:]
         pad_h = (-h) % self.divisor
         pad_w = (-w) % self.divisor
@@ -295,9 +304,9 @@ class BaselineModel(nn.Module):
 
     def predict(self, images: Any, **kwargs: Any) -> Any:
         """Label maps for images, with the same arguments and results as ``Student.predict``."""
-        from .export import predict_with
+        from .student.inference import predict_label_maps
 
-        return predict_with(self, images, **kwargs)
+        return predict_label_maps(self, images, **kwargs)
 
 
 def read_baseline_config(directory: str | Path) -> dict[str, Any] | None:

@@ -25,7 +25,9 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     try:
         device = torch.device(spec)
     except RuntimeError as exc:
-        raise Boxes2PixelsError(f"unknown device '{spec}' (use auto, cpu, cuda, cuda:N or mps)") from exc
+        raise Boxes2PixelsError(
+            f"unknown device '{spec}' (use auto, cpu, cuda, cuda:N or mps)"
+        ) from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise Boxes2PixelsError(f"device '{spec}' requested but CUDA is not available here")
     if device.type == "mps" and not torch.backends.mps.is_available():
@@ -36,7 +38,8 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
 def cpu_supports_bf16() -> bool:
     """True when the CPU has bf16 matrix instructions (AMX-bf16 or AVX512-bf16)."""
     try:
-        flags = open("/proc/cpuinfo", encoding="utf-8").read()
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = f.read()
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags

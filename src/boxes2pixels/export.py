@@ -55,7 +55,7 @@ class _Outputs(nn.Module):
         self.names = tuple(names)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model(x)
+        out = self.model(x, heads=self.names)
         return tuple(out[n] for n in self.names)
 
 
@@ -330,6 +330,11 @@ class OnnxStudent:
         shape = self.session.get_inputs()[0].shape
         self.batch = shape[0] if isinstance(shape[0], int) else None
 
+    @property
+    def random_backbone(self) -> bool:
+        """True when the exported model's backbone was initialised randomly."""
+        return self.backbone_init == "random"
+
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Raw logits for a normalised float32 batch B×3×H×W, by output name."""
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -341,13 +346,19 @@ class OnnxStudent:
         values = self.session.run(None, {self._input_name: x})
         return dict(zip(self.output_names, values, strict=True))
 
-    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``Student.forward``'s contract on a torch tensor (runs on the CPU)."""
+    def __call__(
+        self, x: torch.Tensor, heads: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``Student.forward``'s contract on a torch tensor (runs on the CPU).
+
+        The graph computes the heads it was exported with; ``heads`` selects among them.
+        """
         if self.batch is not None and x.shape[0] != self.batch:
             parts = [self.run(x[i : i + 1].float().cpu().numpy()) for i in range(x.shape[0])]
-            return {k: torch.from_numpy(np.concatenate([p[k] for p in parts])) for k in parts[0]}
+            names = [k for k in parts[0] if heads is None or k in heads]
+            return {k: torch.from_numpy(np.concatenate([p[k] for p in parts])) for k in names}
         out = self.run(x.float().cpu().numpy())
-        return {k: torch.from_numpy(v) for k, v in out.items()}
+        return {k: torch.from_numpy(v) for k, v in out.items() if heads is None or k in heads}
 
     def predict(
         self,
@@ -363,99 +374,11 @@ class OnnxStudent:
         ``precision`` and ``device`` are accepted for compatibility; onnxruntime runs the
         fp32 graph on the providers chosen at load time.
         """
-        return predict_with(self, images, imgsz=imgsz, batch_size=batch_size)
+        from .student.inference import predict_label_maps
+
+        return predict_label_maps(self, images, imgsz=imgsz, batch_size=batch_size)
 
 
 def load_onnx(path: str | Path, threads: int | None = None) -> OnnxStudent:
     """Open an ONNX file written by :func:`export_onnx` for prediction."""
     return OnnxStudent(path, threads=threads)
-
-
-def predict_with(
-    model: Any,
-    images: np.ndarray | Sequence[np.ndarray],
-    *,
-    imgsz: int | None = None,
-    batch_size: int = 4,
-    precision: str = "fp32",
-    device: str | torch.device | None = None,
-) -> list[np.ndarray]:
-    """``Student.predict`` for any model with the student's contract.
-
-    ``model`` must be callable on a normalised N×3×H×W tensor and return ``{"fine": logits}``,
-    and have ``mean``, ``std``, ``imgsz`` and a letterbox multiple (``patch_size`` or
-    ``multiple``). Each image is letterboxed (long side ``imgsz``, padded at the bottom and
-    right to the multiple), images of equal letterboxed size are batched, and the fine
-    logits are cropped, resized bilinearly to the image's size and argmaxed, exactly as
-    ``Student.predict`` does. Torch modules run in eval mode under ``torch.inference_mode``
-    with ``precision`` autocast (and channels-last for bf16 on the CPU).
-
-    Returns:
-        One H×W ``uint8`` label map per image.
-    """
-    from collections import defaultdict
-    from contextlib import nullcontext
-
-    from .device import resolve_device, resolve_precision
-    from .student.preprocess import letterbox, normalize, unletterbox_logits
-
-    if isinstance(images, np.ndarray):
-        images = [images] if images.ndim == 3 else list(images)
-    if batch_size < 1:
-        raise Boxes2PixelsError(f"batch_size must be at least 1 (got {batch_size})")
-    size = int(imgsz or model.imgsz)
-    multiple = int(getattr(model, "patch_size", None) or getattr(model, "multiple", 14))
-    is_module = isinstance(model, nn.Module)
-    dev = torch.device("cpu")
-    dtype = None
-    if is_module:
-        if device is not None:
-            model.to(resolve_device(device))
-        dev = next(model.parameters()).device
-        dtype = resolve_precision(precision, dev)
-    channels_last = is_module and dtype is torch.bfloat16 and dev.type == "cpu"
-    autocast = (
-        torch.autocast(device_type=dev.type, dtype=dtype) if dtype is not None else nullcontext()
-    )
-
-    prepared = []
-    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, image in enumerate(images):
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise Boxes2PixelsError(
-                f"image {i}: expected an H×W×3 uint8 RGB array, got shape {image.shape} "
-                f"dtype {image.dtype}"
-            )
-        padded, content = letterbox(image, size, multiple=multiple)
-        prepared.append((padded, content))
-        groups[padded.shape[:2]].append(i)
-
-    results: list[np.ndarray | None] = [None] * len(images)
-    was_training = bool(getattr(model, "training", False))
-    if is_module:
-        model.eval()
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
-    try:
-        with torch.inference_mode(), autocast:
-            for indices in groups.values():
-                for start in range(0, len(indices), batch_size):
-                    chunk = indices[start : start + batch_size]
-                    batch = normalize(
-                        np.stack([prepared[i][0] for i in chunk]), model.mean, model.std
-                    )
-                    batch = batch.to(dev)
-                    if channels_last:
-                        batch = batch.contiguous(memory_format=torch.channels_last)
-                    logits = model(batch)["fine"]
-                    for j, i in enumerate(chunk):
-                        out = unletterbox_logits(
-                            logits[j : j + 1].float(), prepared[i][1], images[i].shape[:2]
-                        )
-                        results[i] = out.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
-    finally:
-        if is_module:
-            if channels_last:
-                model.to(memory_format=torch.contiguous_format)
-            model.train(was_training)
-    return [r for r in results if r is not None]

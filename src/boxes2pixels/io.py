@@ -117,7 +117,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
@@ -164,7 +166,8 @@ def read_mask(path: str | Path) -> np.ndarray:
                 if img.mode in ("I;16", "I", "I;16B", "I;16L"):
                     return np.asarray(img).astype(np.uint8)
                 raise ImageReadError(
-                    f"{path}: a mask must be a single-channel PNG of class indices, got mode {img.mode}"
+                    f"{path}: a mask must be a single-channel PNG of class indices, "
+                    f"got mode {img.mode}"
                 )
             return np.array(img, dtype=np.uint8)
     except FileNotFoundError as exc:

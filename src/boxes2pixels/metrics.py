@@ -114,11 +114,12 @@ class ConfusionMatrix:
         p = np.where((p >= 0) & (p < self.num_classes), p, 0)
         if t.size and (t.min() < 0 or t.max() >= self.num_classes):
             raise ValueError(
-                f"target holds value {int(t.max())}, outside 0..{self.num_classes - 1} (and not 255)"
+                f"target holds value {int(t.max())}, "
+                f"outside 0..{self.num_classes - 1} (and not 255)"
             )
-        self.matrix += np.bincount(
-            t * self.num_classes + p, minlength=self.num_classes**2
-        ).reshape(self.num_classes, self.num_classes)
+        self.matrix += np.bincount(t * self.num_classes + p, minlength=self.num_classes**2).reshape(
+            self.num_classes, self.num_classes
+        )
 
     def merge(self, other: ConfusionMatrix) -> None:
         """Add another matrix's counts (for example from another process)."""

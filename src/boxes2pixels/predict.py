@@ -158,7 +158,7 @@ def _logits(model: Any, batch: np.ndarray, device: torch.device, dtype: Any) -> 
             device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None
         ),
     ):
-        out = model(x)["fine"]
+        out = model(x, heads=("fine",))["fine"]
     return out.float().cpu().numpy()
 
 
@@ -419,6 +419,7 @@ def predict_files(
     device: str = "auto",
     precision: str = "fp32",
     alpha: float = 0.5,
+    runtime: str = "torch",
     progress: bool = True,
 ) -> PredictSummary:
     """Predict label maps for image files and write them under ``out``.
@@ -445,6 +446,8 @@ def predict_files(
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         precision: ``fp32``, ``bf16``, ``fp16`` or ``auto``.
         alpha: opacity of the class colours in overlays.
+        runtime: ``torch`` (the model as saved) or ``onnx`` (``model`` is an ``.onnx`` file
+            written by ``b2p export``, run by onnxruntime; not with ``tile``).
         progress: show a progress bar on stderr.
 
     Raises:
@@ -472,7 +475,16 @@ def predict_files(
             f"an image's report would overwrite {out / SUMMARY_NAME}; rename that image"
         )
 
-    student = load_student(model, device)
+    if runtime == "onnx":
+        if tile:
+            raise Boxes2PixelsError("--tile runs the PyTorch model; use --runtime torch with it")
+        from .export import load_onnx
+
+        student = load_onnx(model)
+    elif runtime == "torch":
+        student = load_student(model, device)
+    else:
+        raise Boxes2PixelsError(f"unknown runtime '{runtime}' (use torch or onnx)")
     class_names = list(student.class_names)
     summary = PredictSummary(out=out, random_backbone=backbone_is_random(student))
     if overlay:
@@ -554,6 +566,7 @@ def predict_files(
                 "tile_overlap": tile_overlap,
                 "imgsz": imgsz,
                 "precision": precision,
+                "runtime": runtime,
             },
             "seconds": round(summary.seconds, 3),
         },

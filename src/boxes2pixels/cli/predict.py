@@ -42,6 +42,12 @@ def predict_command(
     imgsz: int | None = typer.Option(
         None, "--imgsz", min=14, help="Input long side without --tile (default: the model's)."
     ),
+    runtime: str = typer.Option(
+        "torch",
+        "--runtime",
+        help="torch: MODEL is a run/model folder or hub id. onnx: MODEL is a file written by "
+        "`b2p export` (use --dynamic there for images of several shapes); not with --tile.",
+    ),
 ) -> None:
     """Predict a label-map PNG (0 background, k+1 class k) for each image, at its own size.
 
@@ -50,6 +56,8 @@ def predict_command(
       b2p predict runs/exp1 photos/ --out predictions --overlay --json
 
       b2p predict runs/exp1 big_photo.jpg --out predictions --tile
+
+      b2p predict model.onnx photos/ --out predictions --runtime onnx
     """
     from ..predict import predict_files
 
@@ -66,6 +74,7 @@ def predict_command(
         batch_size=batch,
         device=device,
         precision=precision,
+        runtime=runtime,
     )
     for path, reason in summary.skipped:
         detail = reason if str(path) in reason else f"{path}: {reason}"

@@ -178,7 +178,8 @@ class YoloDataset:
         """Sorted image paths of a split (folders are searched recursively)."""
         if split not in self.split_sources:
             raise DatasetError(
-                f"{self.yaml_path}: split '{split}' is not defined (defined: {', '.join(self.splits) or 'none'})"
+                f"{self.yaml_path}: split '{split}' is not defined "
+                f"(defined: {', '.join(self.splits) or 'none'})"
             )
         found: list[Path] = []
         for src in self.split_sources[split]:

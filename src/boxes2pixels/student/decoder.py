@@ -14,6 +14,8 @@ Shapes for a 518×518 input and DINOv2 ViT-S/14 (grid 37×37, embed 384):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -93,11 +95,15 @@ class SegmentationHead(nn.Module):
         self.classifier = nn.Conv2d(hidden, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits at 4× the resolution of ``x``."""
+        """Logits at 4× the resolution of ``x``.
+
+        The 1×1 classifier runs before the second bilinear ×2 upsample: both are linear and
+        the bilinear weights of each output pixel sum to one, so the result is the same as
+        classifying after upsampling, with ``hidden / out_channels`` times less work.
+        """
         x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-        x = self.conv(x)
-        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-        return self.classifier(x)
+        x = self.classifier(self.conv(x))
+        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
 def detail_grid(height: int, width: int) -> tuple[int, int]:
@@ -152,12 +158,31 @@ class Decoder(nn.Module):
         self.fine_head = SegmentationHead(64, num_classes)
         self.binary_head = SegmentationHead(64, 2) if binary_head else None
 
-    def forward(self, features: list[torch.Tensor], image: torch.Tensor) -> dict[str, torch.Tensor]:
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """Names of the output heads: ``("fine",)`` or ``("fine", "binary")``."""
+        return ("fine",) if self.binary_head is None else ("fine", "binary")
+
+    def forward(
+        self,
+        features: list[torch.Tensor],
+        image: torch.Tensor,
+        heads: Sequence[str] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Decode feature maps (shallow to deep) and the normalised image into logits.
 
+        Args:
+            features: backbone feature maps, shallow to deep.
+            image: the normalised input batch (for the detail branch and the output size).
+            heads: heads to compute (default: all); inference needs only ``("fine",)``.
+
         Returns:
-            ``{"fine": N×C×H×W}`` plus ``"binary"`` (N×2×H×W) when the binary head is on.
+            ``{"fine": N×C×H×W}`` plus ``"binary"`` (N×2×H×W) when asked for and present.
         """
+        heads = self.heads if heads is None else tuple(heads)
+        unknown = set(heads) - set(self.heads)
+        if unknown:
+            raise ValueError(f"unknown or disabled head(s) {sorted(unknown)}; have {self.heads}")
         if len(features) != len(self.laterals):
             raise ValueError(f"expected {len(self.laterals)} feature maps, got {len(features)}")
         height, width = image.shape[-2:]
@@ -173,8 +198,10 @@ class Decoder(nn.Module):
             mixed = self.mixer(torch.cat([semantic, self.detail(image)], dim=1))
         else:
             mixed = self.mixer(semantic)
-        out = {"fine": self._to_input_size(self.fine_head(mixed), (height, width))}
-        if self.binary_head is not None:
+        out = {}
+        if "fine" in heads:
+            out["fine"] = self._to_input_size(self.fine_head(mixed), (height, width))
+        if "binary" in heads and self.binary_head is not None:
             out["binary"] = self._to_input_size(self.binary_head(mixed), (height, width))
         return out
 

@@ -7,8 +7,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections import defaultdict
-from contextlib import nullcontext
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from .backbone import (
     no_backbone_weights,
 )
 from .decoder import Decoder
-from .preprocess import letterbox, normalize, unletterbox_logits
+from .inference import predict_label_maps
 
 logger = logging.getLogger(__name__)
 
@@ -233,8 +232,15 @@ class Student(
         }
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, heads: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
         """Logits for a normalised batch N×3×H×W (H and W multiples of the patch size).
+
+        Args:
+            x: the normalised batch.
+            heads: heads to compute (default: all). Inference asks for ``("fine",)`` only,
+                which skips the binary head's work.
 
         Returns:
             ``{"fine": N×C×H×W}`` and, with the binary head, ``"binary"``: N×2×H×W.
@@ -252,7 +258,7 @@ class Student(
                 f"{height}×{width}; letterbox the image first "
                 "(boxes2pixels.student.preprocess.letterbox pads to multiples of 14)"
             )
-        return self.decoder(self.backbone(x), x)
+        return self.decoder(self.backbone(x), x, heads)
 
     # ------------------------------------------------------------------ inference
     def predict(
@@ -279,65 +285,11 @@ class Student(
         Returns:
             One H×W ``uint8`` label map per image (0 background, k+1 class k).
         """
-        from ..device import resolve_device, resolve_precision
-
-        if isinstance(images, np.ndarray):
-            images = [images] if images.ndim == 3 else list(images)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
         if self.num_classes > 255:
             raise ValueError("label maps are uint8: at most 255 classes can be predicted")
-        size = int(imgsz or self.imgsz)
-        if device is not None:
-            self.to(resolve_device(device))
-        dev = next(self.parameters()).device
-        dtype = resolve_precision(precision, dev)
-        channels_last = dtype is torch.bfloat16 and dev.type == "cpu"
-        autocast = (
-            torch.autocast(device_type=dev.type, dtype=dtype)
-            if dtype is not None
-            else nullcontext()
+        return predict_label_maps(
+            self, images, imgsz=imgsz, batch_size=batch_size, precision=precision, device=device
         )
-
-        prepared = []
-        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for i, image in enumerate(images):
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise ValueError(
-                    f"image {i}: expected an H×W×3 uint8 RGB array, "
-                    f"got shape {image.shape} dtype {image.dtype}"
-                )
-            padded, content = letterbox(image, size, multiple=self.patch_size)
-            prepared.append((padded, content))
-            groups[padded.shape[:2]].append(i)
-
-        results: list[np.ndarray | None] = [None] * len(images)
-        was_training = self.training
-        self.eval()
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
-        try:
-            with torch.inference_mode(), autocast:
-                for indices in groups.values():
-                    for start in range(0, len(indices), batch_size):
-                        chunk = indices[start : start + batch_size]
-                        batch = normalize(
-                            np.stack([prepared[i][0] for i in chunk]), self.mean, self.std
-                        )
-                        batch = batch.to(dev)
-                        if channels_last:
-                            batch = batch.contiguous(memory_format=torch.channels_last)
-                        logits = self(batch)["fine"]
-                        for j, i in enumerate(chunk):
-                            out = unletterbox_logits(
-                                logits[j : j + 1].float(), prepared[i][1], images[i].shape[:2]
-                            )
-                            results[i] = out.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
-        finally:
-            if channels_last:
-                self.to(memory_format=torch.contiguous_format)
-            self.train(was_training)
-        return [r for r in results if r is not None]
 
     # ------------------------------------------------------------------ saving
     def save_pretrained(  # type: ignore[override]
