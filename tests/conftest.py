@@ -9,7 +9,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("NO_COLOR", "1")
 os.environ.setdefault("COLUMNS", "200")
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(autouse=True)

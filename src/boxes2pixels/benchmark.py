@@ -186,40 +186,6 @@ def _settings(config: Any, name: str, split: str, encoder_init: str) -> dict[str
     return settings
 
 
-def _datasets(config: Any) -> tuple[Any, Any]:
-    """Training and validation datasets exactly as ``b2p train`` builds them."""
-    from .data.dataset import PseudoMaskDataset
-    from .data.transforms import JointTransform
-    from .data.yolo import load_data_yaml
-
-    data = load_data_yaml(config.data)
-    transform = None
-    if config.augment:
-        transform = JointTransform(
-            hflip=config.hflip,
-            vflip=config.vflip,
-            scale_crop=config.scale_crop,
-            min_scale=config.min_scale,
-            colour=config.colour_jitter,
-            hue=config.hue_jitter,
-        )
-    train = PseudoMaskDataset(
-        data,
-        config.masks,
-        config.train_split,
-        imgsz=config.imgsz,
-        transform=transform,
-        missing=config.missing_masks,
-        seed=config.seed,
-    )
-    val = None
-    if config.val_split in data.splits:
-        val = PseudoMaskDataset(
-            data, config.masks, config.val_split, imgsz=config.imgsz, missing=config.missing_masks
-        )
-    return train, val
-
-
 def _build_model(
     name: str,
     config: Any,
@@ -293,7 +259,7 @@ def _run_one(
 ) -> RunResult:
     import torch
 
-    from .distill.distiller import CHECKPOINT_NAME, Distiller
+    from .distill.distiller import CHECKPOINT_NAME, Distiller, build_datasets
     from .evaluate import evaluate
     from .io import write_json_atomic
 
@@ -311,7 +277,7 @@ def _run_one(
         init = f"backbone {config.backbone_init}"
     else:
         init = f"encoder {encoder_init}"
-    train_data, val_data = _datasets(config)
+    train_data, val_data = build_datasets(config)
     say(f"{name}: training {config.epochs} epochs" + (" (resuming)" if resume else ""))
     started = time.perf_counter()
     fit = Distiller(model, config).fit(train_data, val_data)

@@ -1,6 +1,6 @@
 """Distillation of pseudo-masks into the student: losses, EMA and the training loop."""
 
-from .distiller import Distiller, FitResult, build_student, train
+from .distiller import Distiller, FitResult, build_datasets, build_student, train
 from .ema import ModelEMA
 from .losses import (
     DistillationLoss,
@@ -17,6 +17,7 @@ __all__ = [
     "LossOutput",
     "ModelEMA",
     "asymmetric_dice_loss",
+    "build_datasets",
     "build_student",
     "class_weights",
     "self_correct_targets",

@@ -812,16 +812,11 @@ def build_student(
         )
 
 
-def train(config: TrainConfig) -> FitResult:
-    """Everything ``b2p train`` does: datasets from ``config.data``/``config.masks``, a new
-    student from ``config``, and ``Distiller.fit``.
+def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
+    """Training and validation datasets of ``config``, as ``b2p train`` builds them.
 
-    The training split is augmented (unless ``config.augment`` is off); the validation split
-    is used when ``data.yaml`` defines it (otherwise a warning, no validation).
-
-    Raises:
-        Boxes2PixelsError: ``config.data`` or ``config.masks`` is unset, or the dataset or
-            run directory is unusable.
+    The training split is augmented (unless ``config.augment`` is off); validation uses the
+    ``val_split`` when ``data.yaml`` defines it, otherwise ``None`` (with a warning).
     """
     from ..data.dataset import PseudoMaskDataset
     from ..data.transforms import JointTransform
@@ -829,10 +824,6 @@ def train(config: TrainConfig) -> FitResult:
 
     if config.data is None or config.masks is None:
         raise Boxes2PixelsError("training needs a data.yaml (data) and a mask folder (masks)")
-    if os.environ.get("RANK", "0") == "0":  # fail before the (slow) model construction
-        problem = run_dir_problem(Path(config.out), config.resume, config.overwrite)
-        if problem:
-            raise Boxes2PixelsError(problem)
     data = load_data_yaml(config.data)
     transform = None
     if config.augment:
@@ -853,17 +844,34 @@ def train(config: TrainConfig) -> FitResult:
         missing=config.missing_masks,
         seed=config.seed,
     )
-    val_data = None
-    if config.val_split in data.splits:
-        val_data = PseudoMaskDataset(
-            data, config.masks, config.val_split, imgsz=config.imgsz, missing=config.missing_masks
-        )
-    else:
+    if config.val_split not in data.splits:
         warnings.warn(
             f"{data.yaml_path}: no '{config.val_split}' split; training without validation "
             "(best/ will hold the final weights)",
             stacklevel=2,
         )
+        return train_data, None
+    val_data = PseudoMaskDataset(
+        data, config.masks, config.val_split, imgsz=config.imgsz, missing=config.missing_masks
+    )
+    return train_data, val_data
+
+
+def train(config: TrainConfig) -> FitResult:
+    """Everything ``b2p train`` does: :func:`build_datasets`, a new student from ``config``,
+    and ``Distiller.fit``.
+
+    Raises:
+        Boxes2PixelsError: ``config.data`` or ``config.masks`` is unset, or the dataset or
+            run directory is unusable.
+    """
+    if config.data is None or config.masks is None:
+        raise Boxes2PixelsError("training needs a data.yaml (data) and a mask folder (masks)")
+    if os.environ.get("RANK", "0") == "0":  # fail before the (slow) model construction
+        problem = run_dir_problem(Path(config.out), config.resume, config.overwrite)
+        if problem:
+            raise Boxes2PixelsError(problem)
+    train_data, val_data = build_datasets(config)
     torch.manual_seed(config.seed)
     student = build_student(config, train_data.class_names, load_backbone_weights=not config.resume)
     return Distiller(student, config).fit(train_data, val_data)
