@@ -1,0 +1,210 @@
+"""Teacher checkpoints: local files or ``hf://`` Hub files, safe loading, sha256, clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError
+
+# Official checkpoints: file name and download address, by model type.
+OFFICIAL_CHECKPOINTS: dict[str, tuple[str, str]] = {
+    "vit_b": (
+        "sam_vit_b_01ec64.pth",
+        "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
+    ),
+    "vit_l": (
+        "sam_vit_l_0b3195.pth",
+        "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
+    ),
+    "vit_h": (
+        "sam_vit_h_4b8939.pth",
+        "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
+    ),
+    "vit_t": (
+        "mobile_sam.pt",
+        "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+    ),
+}
+
+# Width of the ViT image encoder's patch embedding -> SAM model type.
+_EMBED_DIM_TO_TYPE = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
+
+_HF_RE = re.compile(r"^hf://(?P<repo>[^/@]+/[^/@]+)/(?P<file>[^@]+?)(?:@(?P<rev>[^@/]+))?$")
+
+
+@dataclass(frozen=True)
+class ResolvedCheckpoint:
+    """A checkpoint file on disk, where it came from, and its sha256."""
+
+    spec: str
+    path: Path
+    sha256: str
+
+
+def expected_text(model_type: str) -> str:
+    """'the official sam_vit_b_01ec64.pth (https://...)' for a model type."""
+    if model_type in OFFICIAL_CHECKPOINTS:
+        name, url = OFFICIAL_CHECKPOINTS[model_type]
+        return f"the official {name} ({url})"
+    return f"a {model_type} checkpoint"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_checkpoint(
+    spec: str | Path | None, model_type: str, teacher: str, expected_sha256: str | None = None
+) -> ResolvedCheckpoint:
+    """Find a checkpoint file: a local path, or ``hf://owner/repo/path/file[@revision]``.
+
+    Hub files are fetched with ``huggingface_hub.hf_hub_download`` (cached; honours
+    ``HF_HUB_OFFLINE``).
+
+    Raises:
+        CheckpointError: none given, not found, not downloadable, or wrong sha256; the message
+            says which file the teacher expects and where to get it.
+    """
+    where = (
+        f"Download {expected_text(model_type)} and pass it with --checkpoint PATH "
+        "(or --checkpoint hf://owner/repo/path/file[@revision] for a copy on the "
+        "Hugging Face Hub)."
+    )
+    if spec is None or str(spec).strip() == "":
+        raise CheckpointError(
+            f"The {teacher} teacher ({model_type}) needs a checkpoint file and none was given. "
+            f"{where}"
+        )
+    text = str(spec)
+    if text.startswith("hf://"):
+        match = _HF_RE.match(text)
+        if not match:
+            raise CheckpointError(
+                f"'{text}' is not a Hub checkpoint address of the form "
+                f"hf://owner/repo/path/to/file[@revision]. {where}"
+            )
+        from huggingface_hub import hf_hub_download
+
+        try:
+            local = hf_hub_download(
+                repo_id=match["repo"], filename=match["file"], revision=match["rev"]
+            )
+        except Exception as exc:  # network, auth, missing file, offline mode
+            raise CheckpointError(
+                f"Cannot get checkpoint '{text}' from the Hugging Face Hub "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). {where}"
+            ) from exc
+        path = Path(local)
+    else:
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise CheckpointError(
+                f"Checkpoint file '{path}' for the {teacher} teacher ({model_type}) does not "
+                f"exist. {where}"
+            )
+    digest = sha256_file(path)
+    if expected_sha256 and digest.lower() != expected_sha256.lower():
+        raise CheckpointError(
+            f"Checkpoint '{text}' has sha256 {digest}, expected {expected_sha256}; the file is "
+            f"damaged or a different one. {where}"
+        )
+    return ResolvedCheckpoint(spec=text, path=path, sha256=digest)
+
+
+def load_state_dict(path: Path, model_type: str, teacher: str) -> dict[str, Any]:
+    """Load a state dict with ``torch.load(weights_only=True)`` (no arbitrary code runs).
+
+    A ``{"model": ...}`` or ``{"state_dict": ...}`` wrapper is unwrapped.
+
+    Raises:
+        CheckpointError: not a PyTorch weights file, or not a state dict.
+    """
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"'{path}' is not a loadable PyTorch weights file ({first[:200]}). The {teacher} "
+            f"teacher expects {expected_text(model_type)}, a plain state dict saved with "
+            f"torch.save."
+        ) from exc
+    if isinstance(obj, dict):
+        for key in ("model", "state_dict"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(
+            f"'{path}' does not hold a state dict of tensors. The {teacher} teacher expects "
+            f"{expected_text(model_type)}."
+        )
+    return obj
+
+
+def infer_sam_model_type(state_dict: dict[str, Any]) -> str | None:
+    """``vit_b``/``vit_l``/``vit_h``/``vit_t`` from a SAM state dict's keys, or ``None``."""
+    weight = state_dict.get("image_encoder.patch_embed.proj.weight")
+    if weight is not None and getattr(weight, "ndim", 0) == 4:
+        return _EMBED_DIM_TO_TYPE.get(int(weight.shape[0]))
+    if any(k.startswith("image_encoder.patch_embed.seq.") for k in state_dict):
+        return "vit_t"
+    return None
+
+
+def check_model_type(state_dict: dict[str, Any], path: Path, model_type: str, teacher: str) -> None:
+    """Fail early, before a model is built, when a checkpoint is for another SAM model type.
+
+    Raises:
+        CheckpointError: names the type the checkpoint looks like and the flag to use.
+    """
+    found = infer_sam_model_type(state_dict)
+    if found is None or found == model_type:
+        return
+    if found == "vit_t":
+        hint = "--teacher mobile-sam"
+    elif teacher == "mobile-sam":
+        hint = f"--teacher sam --model-type {found}"
+    else:
+        hint = f"--model-type {found}"
+    raise CheckpointError(
+        f"Checkpoint '{path}' does not fit the {teacher} teacher with model type {model_type}: "
+        f"it looks like a {found} checkpoint. Use {hint} if that is what you meant, or "
+        f"download {expected_text(model_type)}."
+    )
+
+
+def load_into(
+    model: Any, state_dict: dict[str, Any], path: Path, model_type: str, teacher: str
+) -> None:
+    """``model.load_state_dict(strict=True)``, turning key or shape mismatches into one paragraph.
+
+    Raises:
+        CheckpointError: the checkpoint does not fit the model; says what it looks like instead.
+    """
+    check_model_type(state_dict, path, model_type, teacher)
+    found = infer_sam_model_type(state_dict)
+    looks = (
+        f"it looks like a {found} checkpoint" if found else "it does not look like a SAM checkpoint"
+    )
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else "")
+        raise CheckpointError(
+            f"Checkpoint '{path}' does not fit the {teacher} teacher with model type "
+            f"{model_type} ({looks}; first problem: {detail[:160]}). The teacher expects "
+            f"{expected_text(model_type)}."
+        ) from exc
