@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from boxes2pixels.data.yolo import (
+    ROUNDING_TOLERANCE,
     label_path_for,
     load_data_yaml,
     parse_label_text,
@@ -234,5 +235,14 @@ def test_clipping_keeps_the_part_inside_the_image(
     assert math.isclose(bcx + bw / 2, x1, abs_tol=1e-9)
     assert math.isclose(bcy - bh / 2, y0, abs_tol=1e-9)
     assert math.isclose(bcy + bh / 2, y1, abs_tol=1e-9)
-    clipped = cx - w / 2 < 0 or cy - h / 2 < 0 or cx + w / 2 > 1 or cy + h / 2 > 1
+    tol = ROUNDING_TOLERANCE
+    clipped = min(cx - w / 2, cy - h / 2) < -tol or max(cx + w / 2, cy + h / 2) > 1 + tol
     assert [i.kind for i in labels.issues] == (["clipped"] if clipped else [])
+
+
+def test_rounding_overshoot_is_clipped_without_a_warning() -> None:
+    # 0.945379 + 0.109243 / 2 = 1.0000005: six-decimal rounding, not a labelling mistake
+    labels = parse_label_text("0 0.068147 0.945379 0.124066 0.109243\n", num_classes=2)
+    assert labels.issues == []
+    _, cy, _, h = labels.boxes_cxcywh[0]
+    assert cy + h / 2 <= 1.0

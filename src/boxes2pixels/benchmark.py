@@ -347,8 +347,11 @@ def run_benchmark(
         out: output folder (see the module docstring).
         suite: ``final``, ``ablations`` or ``all``.
         runs: explicit run names instead of a suite.
-        epochs, imgsz, batch, device, precision: training settings shared by every run
-            (default: those of ``config``, else ``TrainConfig``'s defaults).
+        epochs: training epochs of every run (default: ``config``'s, else ``TrainConfig``'s).
+        imgsz: training and prediction size of every run (default: as ``epochs``).
+        batch: batch size of every run (default: as ``epochs``).
+        device: device of every run (default: as ``epochs``).
+        precision: mixed precision of every run (default: as ``epochs``).
         backbone_init: the students' backbone initialisation (``pretrained`` or ``random``).
         backbone_weights: a local DINOv2 weights file for the students.
         encoder_init: the baselines' encoder initialisation (``imagenet`` or ``random``).

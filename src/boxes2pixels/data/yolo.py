@@ -15,6 +15,9 @@ from ..errors import DatasetError, LabelFormatError
 from ..io import is_image_file
 
 SPLITS = ("train", "val", "test")
+# Box edges this far outside [0, 1] come from rounding the centre and size to a few decimals:
+# they are clipped without a warning.
+ROUNDING_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,9 @@ def parse_label_text(
 
     Bad lines are skipped and reported in ``ImageLabels.issues`` (wrong field count,
     non-numbers, class id not in ``names``, non-positive width or height); coordinates
-    outside [0, 1] are clipped and reported. Blank lines are ignored. Segment-style lines
-    (more than 5 fields, an even count of coordinates) are malformed for a box dataset.
+    outside [0, 1] are clipped and reported (silently when the overshoot is below
+    ``ROUNDING_TOLERANCE``, the rounding of centre and size to a few decimals). Blank lines
+    are ignored. Segment-style lines (more than 5 fields) are malformed for a box dataset.
 
     Raises:
         LabelFormatError: in ``strict`` mode, on the first skipped line.
@@ -112,7 +116,8 @@ def parse_label_text(
             if cx1 - cx0 <= 0 or cy1 - cy0 <= 0:
                 problem(lineno, "bad_size", "box lies entirely outside the image")
                 continue
-            problem(lineno, "clipped", "box extends outside [0, 1]; clipped to the image")
+            if min(x0, y0) < -ROUNDING_TOLERANCE or max(x1, y1) > 1 + ROUNDING_TOLERANCE:
+                problem(lineno, "clipped", "box extends outside [0, 1]; clipped to the image")
             cx, cy, w, h = (cx0 + cx1) / 2, (cy0 + cy1) / 2, cx1 - cx0, cy1 - cy0
         classes.append(int(cls_f))
         boxes.append((cx, cy, w, h))
