@@ -19,7 +19,7 @@ ERROR_COLOURS: dict[str, tuple[int, int, int]] = {
     "true positive": (40, 200, 70),
     "false positive": (230, 40, 40),
     "false negative": (40, 110, 255),
-    "wrong class": (255, 200, 0),
+    "wrong class": (200, 60, 255),
 }
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX

@@ -724,7 +724,7 @@ class _Progress:
 
         self._console.print(
             f"epoch {row['epoch']}: loss {row['loss']:.4f} (binary {row['loss_binary']:.4f}, "
-            f"fine {row['loss_fine']:.4f}), corrected {100 * row['corrected_share']:.3f}%"
+            f"fine {row['loss_fine']:.4f}), corrected {100 * row['corrected_share']:.3g}%"
             f"{', skipped ' + str(row['skipped_steps']) if row['skipped_steps'] else ''} | val "
             f"mIoU {fmt(row['val_miou'])}, anomaly mIoU {fmt(row['val_anomaly_miou'])}, "
             f"binary IoU {fmt(row['val_binary_iou'])} | {row['time_s']:.1f}s",
