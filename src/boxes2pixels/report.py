@@ -662,8 +662,7 @@ def build_demo_report(
             f"mode: {'--quick' if quick else 'default'}; device: {device}; seed: {seed}",
             f"student: backbone init `{result.backbone_init}`, mode `{result.backbone_mode}`",
             f"teacher: `{result.teacher.get('name')}` options {result.teacher.get('options', {})}",
-            f"label-file notes while labelling: {notes} (`clipped`: a box reaching past the "
-            "image border by rounding, clipped to the image)",
+            f"label-file notes while labelling: {notes}",
             f"files: `{o}/` holds data/, {PSEUDO_DIR}/, runs/, {PRED_DIR}/, report.md (pictures "
             f"in {REPORT_FILES}/) and demo.json",
         ]
