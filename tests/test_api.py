@@ -33,3 +33,14 @@ def test_import_and_cli_help_do_not_import_torch_or_sam() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_help_text_is_reflowed_not_hard_wrapped() -> None:
+    from typer.testing import CliRunner
+
+    from boxes2pixels.cli.main import app
+
+    result = CliRunner().invoke(app, ["label", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    # the docstring breaks this sentence after "of the"; the help must not
+    assert "for every image of the chosen splits" in result.output

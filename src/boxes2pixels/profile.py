@@ -39,6 +39,9 @@ JSON_KEYS = (
     "latency_ratio",
 )
 
+# Prediction computes only the fine head (the binary head is a training-time auxiliary).
+INFERENCE_HEADS = ("fine",)
+
 
 @dataclass
 class ProfileRow:
@@ -211,8 +214,7 @@ def _torch_entry(
     total, trainable = count_params(model)
     model = model.eval().to(device)
     x = torch.randn(batch, 3, *hw, device=device)
-    heads = ("fine",)  # what prediction computes
-    gmacs = count_gmacs(functools.partial(model, heads=heads), x)
+    gmacs = count_gmacs(functools.partial(model, heads=INFERENCE_HEADS), x)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -221,7 +223,7 @@ def _torch_entry(
 
     def call() -> None:
         with torch.inference_mode(), ctx:
-            runner(x, heads=heads)
+            runner(x, heads=INFERENCE_HEADS)
 
     def cleanup() -> None:
         if channels_last:
@@ -250,7 +252,8 @@ def _onnx_entry(
     from .export import OnnxStudent, export_onnx
 
     total, trainable = count_params(student)
-    gmacs = count_gmacs(student.eval().to("cpu"), torch.randn(batch, 3, *hw))
+    inference = functools.partial(student.eval().to("cpu"), heads=INFERENCE_HEADS)
+    gmacs = count_gmacs(inference, torch.randn(batch, 3, *hw))
     tmp = tempfile.TemporaryDirectory(prefix="b2p-profile-")
     path = Path(tmp.name) / "student.onnx"
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import typer
 
 from . import benchmark, demo, evaluate, export, label, predict, profile, synth, train
@@ -16,5 +18,19 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
+
+def _reflow(doc: str) -> str:
+    """Join the hard-wrapped lines of each docstring paragraph, so that the terminal wraps
+    the help text at its own width; indented paragraphs (examples) are kept as written."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(
+        p if p.startswith(" ") else " ".join(line.strip() for line in p.splitlines())
+        for p in paragraphs
+    )
+
+
 for _module in (synth, label, train, evaluate, predict, demo, benchmark, profile, export):
     _module.register(app)
+for _command in app.registered_commands:
+    if _command.help is None and _command.callback is not None and _command.callback.__doc__:
+        _command.help = _reflow(_command.callback.__doc__)
