@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from .errors import Boxes2PixelsError
+from .metrics import SUMMARY_METRICS
 
 SUITES: dict[str, tuple[str, ...]] = {
     "final": ("student", "unet", "deeplabv3", "segformer"),
@@ -72,15 +73,6 @@ STUDENT_OVERRIDES: dict[str, dict[str, Any]] = {
     "student-no-binary": {"binary_head": False},
     "student-no-detail": {"detail_branch": False},
 }
-METRIC_KEYS = (
-    "miou",
-    "anomaly_miou",
-    "anomaly_f1",
-    "binary_iou",
-    "binary_f1",
-    "binary_precision",
-    "binary_recall",
-)
 RESULT_NAME = "result.json"
 # The paper's Table 1 (manually annotated test set), shown for reference in summary.md.
 PAPER_TABLE_1 = {
@@ -496,7 +488,7 @@ def write_summary(
     from .io import write_text_atomic
 
     defect_names = list(class_names[1:])
-    header = ["run", "model", *METRIC_KEYS, *(f"iou_{n}" for n in class_names)]
+    header = ["run", "model", *SUMMARY_METRICS, *(f"iou_{n}" for n in class_names)]
     header += ["params_total", "params_trainable", "epochs", "best_epoch", "train_seconds", "init"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -507,7 +499,7 @@ def write_summary(
             [
                 r.name,
                 r.title,
-                *("" if r.scores.get(k) is None else r.scores[k] for k in METRIC_KEYS),
+                *("" if r.scores.get(k) is None else r.scores[k] for k in SUMMARY_METRICS),
                 *(
                     "" if per_class.get(n, {}).get("iou") is None else per_class[n]["iou"]
                     for n in class_names

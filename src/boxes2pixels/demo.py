@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .errors import Boxes2PixelsError, WeightsUnavailableError
-from .io import write_json_atomic
+from .io import remove_outputs, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -342,12 +342,7 @@ def _prepare_out(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> dic
     if out.exists() and not out.is_dir():
         raise DemoError(f"{out}: exists and is not a folder")
     if overwrite and out.is_dir():
-        for name in _OUTPUTS:
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        remove_outputs(out, _OUTPUTS)
     state = _read_state(out) if out.is_dir() else None
     if state is None:
         if out.is_dir() and any(out.iterdir()) and not overwrite:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -129,6 +130,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_outputs(folder: Path, names: Sequence[str]) -> None:
+    """Delete the files or folders ``folder/<name>`` that a command wrote earlier (for
+    ``--overwrite``); everything else in ``folder`` is left alone."""
+    for name in names:
+        target = folder / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -14,6 +14,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 IGNORE_INDEX = 255
+# The split-level figures, in the order tables and files show them.
+SUMMARY_METRICS = (
+    "miou",
+    "anomaly_miou",
+    "anomaly_f1",
+    "binary_iou",
+    "binary_f1",
+    "binary_precision",
+    "binary_recall",
+)
 
 
 def _div(num: np.ndarray | float, den: np.ndarray | float) -> np.ndarray:

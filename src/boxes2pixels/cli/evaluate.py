@@ -22,6 +22,8 @@ def print_result(result: EvaluationResult) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from ..metrics import SUMMARY_METRICS
+
     out = Console()
     d = result.to_dict()
     source = f"predictions {result.pred_dir}" if result.pred_dir else f"model {result.model}"
@@ -29,15 +31,7 @@ def print_result(result: EvaluationResult) -> None:
     overall = Table(title="overall")
     overall.add_column("metric")
     overall.add_column("value", justify="right")
-    for key in (
-        "miou",
-        "anomaly_miou",
-        "anomaly_f1",
-        "binary_iou",
-        "binary_f1",
-        "binary_precision",
-        "binary_recall",
-    ):
+    for key in SUMMARY_METRICS:
         overall.add_row(key, _fmt(d[key]))  # type: ignore[arg-type]
     out.print(overall)
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import shutil
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,7 +33,7 @@ import cv2
 import numpy as np
 
 from ..errors import DatasetError
-from ..io import atomic_path, write_json_atomic, write_mask, write_text_atomic
+from ..io import atomic_path, remove_outputs, write_json_atomic, write_mask, write_text_atomic
 
 CLASS_NAMES = ("dirt", "damage")
 DIRT, DAMAGE = 0, 1
@@ -695,12 +694,7 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
                 f"{out}: folder is not empty; use a new or empty folder, or overwrite the "
                 "generated dataset there (b2p synth --overwrite, or overwrite=True)"
             )
-        for name in _OUTPUTS:
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        remove_outputs(out, _OUTPUTS)
     out.mkdir(parents=True, exist_ok=True)
 
 

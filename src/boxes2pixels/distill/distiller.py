@@ -43,23 +43,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from ..config import TrainConfig
 from ..device import resolve_device, resolve_precision
 from ..errors import Boxes2PixelsError, CheckpointError
-from ..io import atomic_path, write_text_atomic
-from ..metrics import ConfusionMatrix, SegmentationScores
+from ..io import atomic_path, remove_outputs, write_text_atomic
+from ..metrics import SUMMARY_METRICS, ConfusionMatrix, SegmentationScores
 from .ema import ModelEMA
 from .losses import DistillationLoss, LossOutput
 
 CHECKPOINT_NAME = "last.ckpt"
 CHECKPOINT_FORMAT = "boxes2pixels.last/1"
 _OUTPUTS = ("best", CHECKPOINT_NAME, "metrics.csv", "config.yaml", "tensorboard")
-_VAL_KEYS = (
-    "miou",
-    "anomaly_miou",
-    "anomaly_f1",
-    "binary_iou",
-    "binary_f1",
-    "binary_precision",
-    "binary_recall",
-)
 # Settings that may differ between a run and its resumption without changing the result.
 _RUNTIME_KEYS = {"resume", "overwrite", "progress", "workers", "device", "data", "masks", "out"}
 
@@ -249,12 +240,7 @@ class Distiller:
         if self.is_main:
             run.mkdir(parents=True, exist_ok=True)
             if not cfg.resume and cfg.overwrite:
-                for name in _OUTPUTS:
-                    target = run / name
-                    if target.is_dir():
-                        shutil.rmtree(target)
-                    elif target.exists():
-                        target.unlink()
+                remove_outputs(run, _OUTPUTS)
             write_text_atomic(run / "config.yaml", cfg.to_yaml())
         self._barrier()
         return ckpt if cfg.resume else None
@@ -537,7 +523,7 @@ class Distiller:
             "lr": float(optimizer.param_groups[0]["lr"]),
             "time_s": round(seconds, 3),
         }
-        for key in _VAL_KEYS:
+        for key in SUMMARY_METRICS:
             value = getattr(scores, key) if scores is not None else float("nan")
             row[f"val_{key}"] = _nan_to_none(float(value))
         return row
