@@ -199,3 +199,25 @@ def test_failed_check_leaves_no_file(student, tmp_path) -> None:
     with pytest.raises(Boxes2PixelsError, match="differ from PyTorch"):
         export_onnx(student, target, imgsz=32, atol=-1.0)  # no difference passes a negative bound
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dynamic_export_of_a_patch_14_student_serves_every_patch_multiple(tmp_path) -> None:
+    """Regression: with DINOv2's patch 14, sides that are odd multiples of 14 are not
+    multiples of 4, so the decoder resizes its output; the graph must keep that resize."""
+    from boxes2pixels.student import Student
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = Student(
+            backbone_init="random", backbone_mode="full", decoder_channels=32, imgsz=56
+        ).eval()
+    path = tmp_path / "p14.onnx"
+    export_onnx(model, path, imgsz=56, dynamic=True)  # its check also runs a 70×84 input
+    runner = OnnxStudent(path)
+    for h, w in ((42, 70), (98, 56)):
+        x = torch.randn(1, 3, h, w)
+        with torch.inference_mode():
+            expected = model(x, heads=("fine",))["fine"].numpy()
+        got = runner.run(x.numpy())["fine"]
+        assert got.shape == expected.shape
+        assert np.abs(got - expected).max() < 1e-3

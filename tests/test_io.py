@@ -98,3 +98,14 @@ def test_list_images_folder_glob_and_list(tmp_path) -> None:
     assert io.list_images(str(tmp_path / "**" / "*.jpg")) == [tmp_path / "sub" / "b.jpg"]
     both = io.list_images([tmp_path / "a.PNG", tmp_path / "a.PNG", tmp_path / "sub"])
     assert both == [tmp_path / "a.PNG", tmp_path / "sub" / "b.jpg"]
+
+
+def test_atomic_files_get_the_permissions_of_a_normal_file(tmp_path) -> None:
+    import os
+
+    from boxes2pixels.io import write_text_atomic
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    write_text_atomic(tmp_path / "a.txt", "x")
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -277,6 +277,8 @@ def test_save_load_round_trip_never_loads_backbone_weights(tmp_path: Path, monke
         expected = model(x)
     metrics = {"miou": 0.7661, "anomaly_miou": 0.6523, "per_class": {"a": {"iou": 0.5}}}
     model.save_pretrained(tmp_path / "saved", metrics=metrics)
+    # readable by others, like any file the user writes (not mkstemp's 0600)
+    assert all(p.stat().st_mode & 0o044 for p in (tmp_path / "saved").iterdir())
 
     def no_weights(name, pretrained=False, **kwargs):
         if pretrained:

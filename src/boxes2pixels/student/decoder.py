@@ -192,8 +192,7 @@ class Decoder(nn.Module):
             y = self.fusion[i](y + laterals[i])
         semantic = self.upsample(y)
         grid = detail_grid(height, width)
-        if tuple(semantic.shape[-2:]) != grid:
-            semantic = F.interpolate(semantic, size=grid, mode="bilinear", align_corners=False)
+        semantic = F.interpolate(semantic, size=grid, mode="bilinear", align_corners=False)
         if self.detail is not None:
             mixed = self.mixer(torch.cat([semantic, self.detail(image)], dim=1))
         else:
@@ -207,6 +206,6 @@ class Decoder(nn.Module):
 
     @staticmethod
     def _to_input_size(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        if tuple(logits.shape[-2:]) == tuple(size):
-            return logits
+        # Always resized (an exact copy when the sizes already match): a shape test here would
+        # be frozen into exported graphs, which then break for inputs of other sizes.
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from huggingface_hub import ModelCardData, PyTorchModelHubMixin
 from torch import nn
 
 from ..errors import CheckpointError
+from ..io import atomic_path
 from .backbone import (
     BACKBONE_INITS,
     DEFAULT_BACKBONE,
@@ -330,14 +330,8 @@ class Student(
             ),
         }
         for name, writer in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=save_directory)
-            os.close(fd)
-            tmp_path = Path(tmp)
-            try:
+            with atomic_path(save_directory / name) as tmp_path:
                 writer(tmp_path)
-                os.replace(tmp_path, save_directory / name)
-            finally:
-                tmp_path.unlink(missing_ok=True)
         if push_to_hub:
             kwargs = dict(push_to_hub_kwargs)
             kwargs["config"] = config
