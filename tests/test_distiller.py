@@ -362,3 +362,14 @@ def test_cli_passes_only_given_flags_and_resume_reuses_the_run_config(
     result = CliRunner().invoke(app, [*base, "--out", str(run), "--resume"])
     cfg = seen[-1]
     assert cfg.resume and cfg.epochs == 3 and cfg.imgsz == 56 and cfg.batch == 4  # env > file
+
+
+def test_resume_without_a_finished_epoch_points_to_overwrite(tmp_path: Path) -> None:
+    from boxes2pixels.distill.distiller import run_dir_problem
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("epochs: 2\n")  # what a run killed in epoch 1 leaves
+    assert "--overwrite" in run_dir_problem(run, resume=True, overwrite=False)
+    assert "--overwrite" in run_dir_problem(run, resume=False, overwrite=False)
+    assert run_dir_problem(run, resume=False, overwrite=True) == ""

@@ -192,16 +192,22 @@ def test_resume_after_interruption(tmp_path: Path) -> None:
         np.testing.assert_array_equal(read_mask(out / key), truth[key])
     stamps = {key: (out / key).stat().st_mtime_ns for key in done}
 
+    # resuming with another teacher would mix two teachers' masks: refused, nothing written
     result = invoke(str(yaml), "--teacher", "box", "--out", str(out))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1
+    assert "'counting'" in result.output and "--overwrite" in result.output
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == done
+
+    finished = label_dataset(yaml, CountingTeacher(), out, progress=False)
+    assert finished.already_done == len(done)
     for key, gt in truth.items():
         np.testing.assert_array_equal(read_mask(out / key), gt)
     assert {key: (out / key).stat().st_mtime_ns for key in done} == stamps
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["splits"]["train"]["images"] == 4 and manifest["splits"]["val"]["images"] == 2
-    assert manifest["mixed_teachers"][0]["name"] in {"counting", "box"}
+    assert manifest["teacher"]["name"] == "counting" and "mixed_teachers" not in manifest
 
-    again = label_dataset(yaml, "box", out, progress=False)
+    again = label_dataset(yaml, CountingTeacher(), out, progress=False)
     assert again.labelled == 0 and again.already_done == len(truth)
     redo = label_dataset(yaml, "box", out, progress=False, overwrite=True)
     assert redo.labelled == len(truth)

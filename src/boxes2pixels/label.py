@@ -328,6 +328,25 @@ def _teacher_identity(info: dict[str, Any]) -> str:
     return json.dumps([info.get("name"), info.get("sha256"), options], sort_keys=True)
 
 
+def _check_same_teacher(out: Path, info: dict[str, Any]) -> None:
+    """Refuse to resume into ``out`` when its masks come from another teacher or options."""
+    if not (out / PARTS_DIR).is_dir():
+        return
+    headers, latest = _read_parts(out)
+    runs = {rec["run"] for rec in latest.values()}
+    mine = _teacher_identity(info)
+    for header in headers:
+        if header["run"] in runs and _teacher_identity(header["teacher"]) != mine:
+            theirs = header["teacher"]
+            raise Boxes2PixelsError(
+                f"{out}: holds masks made by teacher '{theirs.get('name')}' with options "
+                f"{theirs.get('options', {})} (checkpoint sha256 {theirs.get('sha256')}); this "
+                f"run uses '{info.get('name')}' with options {info.get('options', {})}. A rerun "
+                "only finishes the missing masks, so the set would mix teachers: use --overwrite "
+                "to redo every image with this teacher, or another --out."
+            )
+
+
 def merge_manifest(
     out: str | Path, data_yaml: str | Path, splits: Sequence[str] | None = None
 ) -> Path | None:
@@ -481,6 +500,8 @@ def label_dataset(
     if isinstance(teacher, str):
         teacher = load_teacher(teacher)
     info = _teacher_info(teacher)
+    if not overwrite:
+        _check_same_teacher(out, info)
     names = ds.names
 
     items = _work_items(ds, splits, shard_t)

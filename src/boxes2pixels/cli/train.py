@@ -133,10 +133,16 @@ def train(
         try:
             result = run_training(cfg)
         except KeyboardInterrupt:
-            if main:
+            if main and (cfg.out / "last.ckpt").is_file():
                 console.print(
                     "[yellow]interrupted[/]: the last finished epoch is in "
-                    f"{cfg.out / 'last.ckpt'}; continue with the same command and --resume."
+                    f"{cfg.out / 'last.ckpt'}; continue with the same command and --resume "
+                    "(the interrupted epoch starts again from its beginning)."
+                )
+            elif main:
+                console.print(
+                    "[yellow]interrupted[/] before the first epoch finished: nothing to resume; "
+                    "run the same command with --overwrite to start again."
                 )
             raise typer.Exit(130) from None
     if not main:

@@ -126,7 +126,12 @@ def run_dir_problem(run: Path, resume: bool, overwrite: bool) -> str:
     run = Path(run)
     if resume:
         ckpt = run / CHECKPOINT_NAME
-        return "" if ckpt.is_file() else f"{ckpt}: nothing to resume (no checkpoint found)"
+        if ckpt.is_file():
+            return ""
+        return (
+            f"{ckpt}: nothing to resume (no epoch of this run finished); start the run again "
+            "with --overwrite instead of --resume"
+        )
     if run.exists() and not run.is_dir():
         return f"{run}: exists and is not a directory"
     if run.is_dir() and any(run.iterdir()) and not overwrite:
