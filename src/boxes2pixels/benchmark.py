@@ -172,6 +172,7 @@ def _settings(config: Any, name: str, split: str, encoder_init: str) -> dict[str
     if name in STUDENT_OVERRIDES:
         settings["backbone"] = config.backbone
         settings["backbone_init"] = config.backbone_init
+        settings["backbone_mode"] = config.backbone_mode
     else:
         settings["encoder_init"] = encoder_init
     settings.update(STUDENT_OVERRIDES.get(name, {}))
@@ -321,6 +322,7 @@ def run_benchmark(
     device: str | None = None,
     precision: str | None = None,
     backbone_init: str | None = None,
+    backbone_mode: str | None = None,
     backbone_weights: str | Path | None = None,
     encoder_init: str = "imagenet",
     encoder_weights: dict[str, str | Path] | None = None,
@@ -345,6 +347,8 @@ def run_benchmark(
         device: device of every run (default: as ``epochs``).
         precision: mixed precision of every run (default: as ``epochs``).
         backbone_init: the students' backbone initialisation (``pretrained`` or ``random``).
+        backbone_mode: the students' backbone training (``bitfit``, ``frozen`` or ``full``;
+            a random backbone needs ``full``).
         backbone_weights: a local DINOv2 weights file for the students.
         encoder_init: the baselines' encoder initialisation (``imagenet`` or ``random``).
         encoder_weights: per baseline name, a local smp encoder weights file.
@@ -391,6 +395,7 @@ def run_benchmark(
         ("device", device),
         ("precision", precision),
         ("backbone_init", backbone_init),
+        ("backbone_mode", backbone_mode),
         ("backbone_weights", backbone_weights),
     ):
         if value is not None:

@@ -144,6 +144,39 @@ def remove_outputs(folder: Path, names: Sequence[str]) -> None:
             target.unlink()
 
 
+def load_torch_weights(path: str | Path, expected: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: no code in the file ever runs.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, not a PyTorch file, or holds objects
+            other than tensors and plain containers; one paragraph that names the file and
+            ``expected`` (what the caller needs, and where to get it).
+    """
+    import pickle
+
+    import torch
+
+    from .errors import CheckpointError
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{path}: file not found. Expected {expected}") from exc
+    except pickle.UnpicklingError as exc:
+        reason = (
+            "it holds Python objects other than tensors (only plain weight files are loaded, "
+            "so that no code inside a downloaded file runs) or is corrupt"
+        )
+        message = f"{path}: cannot load weights: {reason}. Expected {expected}"
+        raise CheckpointError(message) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = f"it is truncated or not a PyTorch file ({first[:160]})"
+        message = f"{path}: cannot load weights: {reason}. Expected {expected}"
+        raise CheckpointError(message) from exc
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:

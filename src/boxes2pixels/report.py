@@ -597,7 +597,7 @@ def build_demo_report(
         "Columns: the image with its annotation boxes | the teacher's pseudo-mask | the "
         "student's prediction | the ground truth (defects that have no box outlined in white) "
         "| errors of the student against the ground truth: green true positive, red false "
-        "positive, blue false negative, yellow wrong defect class."
+        "positive, blue false negative, purple wrong defect class."
     )
     student = None
     images_root = result.data_yaml.parent / "images"

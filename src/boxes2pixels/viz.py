@@ -155,7 +155,7 @@ def error_map(pred: np.ndarray, gt: np.ndarray, ignore_index: int = 255) -> np.n
     """Colour each pixel by how a predicted label map compares with the ground truth.
 
     True positive (same defect class) green, false positive (defect predicted on background)
-    red, false negative (defect missed) blue, wrong defect class yellow; correct background
+    red, false negative (defect missed) blue, wrong defect class purple; correct background
     black and ignored pixels grey. See :data:`ERROR_COLOURS` and :func:`add_error_legend`.
     """
     if pred.shape != gt.shape:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
@@ -56,6 +57,12 @@ def benchmark_command(
     backbone_init: str | None = typer.Option(
         None, "--backbone-init", help="Students' backbone: pretrained (default) | random."
     ),
+    backbone_mode: str | None = typer.Option(
+        None,
+        "--backbone-mode",
+        help="Students' backbone training: bitfit (default) | frozen | full. Use full with "
+        "--backbone-init random (a random frozen backbone collapses).",
+    ),
     backbone_weights: Path | None = typer.Option(
         None, "--backbone-weights", help="Local DINOv2 weights file for the students."
     ),
@@ -87,29 +94,40 @@ def benchmark_command(
     """
     from ..benchmark import run_benchmark
     from ..config import TrainConfig
+    from ..student import RandomBackboneWarning
 
     base = TrainConfig.load(config) if config is not None else None
-    result = run_benchmark(
-        data_yaml,
-        masks,
-        gt,
-        out,
-        suite=suite,
-        runs=runs,
-        epochs=epochs,
-        imgsz=imgsz,
-        batch=batch,
-        device=device,
-        precision=precision,
-        backbone_init=backbone_init,
-        backbone_weights=backbone_weights,
-        encoder_init=encoder_init,
-        encoder_weights=_encoder_weights(encoder_weights),
-        split=split,
-        panels=panels,
-        config=base,
-        say=lambda msg: console.print(f"[bold]benchmark[/] {msg}", highlight=False),
-    )
+    init = backbone_init or (base.backbone_init if base else "pretrained")
+    mode = backbone_mode or (base.backbone_mode if base else "bitfit")
+    if init == "random" and mode != "full":
+        console.print(
+            f"[yellow]warning:[/] random backbone with backbone mode {mode}: its features "
+            "collapse and the students barely learn; use --backbone-mode full."
+        )
+    with warnings.catch_warnings():  # said above in the CLI's own words
+        warnings.simplefilter("ignore", RandomBackboneWarning)
+        result = run_benchmark(
+            data_yaml,
+            masks,
+            gt,
+            out,
+            suite=suite,
+            runs=runs,
+            epochs=epochs,
+            imgsz=imgsz,
+            batch=batch,
+            device=device,
+            precision=precision,
+            backbone_init=backbone_init,
+            backbone_mode=backbone_mode,
+            backbone_weights=backbone_weights,
+            encoder_init=encoder_init,
+            encoder_weights=_encoder_weights(encoder_weights),
+            split=split,
+            panels=panels,
+            config=base,
+            say=lambda msg: console.print(f"[bold]benchmark[/] {msg}", highlight=False),
+        )
     typer.echo(result.summary_md.read_text(encoding="utf-8"))
     console.print(
         f"wrote {result.summary_csv}, {result.summary_md} and {len(result.panels)} panels "

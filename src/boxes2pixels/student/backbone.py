@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, WeightsUnavailableError
+from ..io import load_torch_weights
 
 logger = logging.getLogger(__name__)
 
@@ -127,15 +128,21 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: backbone weights file not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    expected = (
+        "DINOv2 weights: the official dinov2_vits14_pretrain.pth or timm's model.safetensors "
+        "(https://huggingface.co/timm/vit_small_patch14_dinov2.lvd142m)."
+    )
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             state: Any = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt files raise many different exception types
-        raise CheckpointError(f"{path}: cannot read backbone weights ({exc})") from exc
+        except Exception as exc:  # safetensors raises its own error types for corrupt files
+            raise CheckpointError(
+                f"{path}: cannot read backbone weights ({str(exc)[:160]}). Expected {expected}"
+            ) from exc
+    else:
+        state = load_torch_weights(path, expected)
     for key in ("model", "state_dict", "teacher"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
+from ..io import load_torch_weights
 
 # Official checkpoints: file name and download address, by model type.
 OFFICIAL_CHECKPOINTS: dict[str, tuple[str, str]] = {
@@ -131,15 +131,11 @@ def load_state_dict(path: Path, model_type: str, teacher: str) -> dict[str, Any]
     """
     import torch
 
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"'{path}' is not a loadable PyTorch weights file ({first[:200]}). The {teacher} "
-            f"teacher expects {expected_text(model_type)}, a plain state dict saved with "
-            f"torch.save."
-        ) from exc
+    obj = load_torch_weights(
+        path,
+        f"{expected_text(model_type)} for the {teacher} teacher, a plain state dict saved with "
+        "torch.save.",
+    )
     if isinstance(obj, dict):
         for key in ("model", "state_dict"):
             if key in obj and isinstance(obj[key], dict):
