@@ -226,42 +226,17 @@ class DemoResult:
 def pretrained_backbone_available(name: str) -> tuple[bool, str]:
     """Whether the timm pretrained weights of backbone ``name`` can be loaded here, and why.
 
-    The Hugging Face cache is checked first; without a cached copy the Hub is asked once
-    (short timeout, no retries) so an offline machine answers in well under a second; when
-    it is reachable the weights are loaded (downloaded) and any ``WeightsUnavailableError``
-    is caught.
+    An offline machine answers in well under a second (see ``pretrained_unreachable``); when
+    the weights are cached or the Hub is reachable they are loaded (downloaded).
     """
-    import huggingface_hub
-    import timm
-
     from .student.backbone import Backbone
 
-    cfg = timm.models.get_pretrained_cfg(name)
-    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
-    if not hub_id:
-        return False, f"timm names no Hugging Face repository for '{name}'"
-    repo = hub_id.split("@", 1)[0]
-    files = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
-    cached = any(isinstance(huggingface_hub.try_to_load_from_cache(repo, f), str) for f in files)
-    if not cached:
-        if huggingface_hub.is_offline_mode():
-            return False, (
-                f"HF_HUB_OFFLINE is set and the weights of '{repo}' are not in the Hugging "
-                "Face cache"
-            )
-        try:
-            huggingface_hub.HfApi().model_info(repo, timeout=5)
-        except Exception as exc:  # any network or Hub failure means: not available now
-            return False, (
-                f"the weights of '{repo}' are not in the Hugging Face cache and the Hub is "
-                f"unreachable ({type(exc).__name__})"
-            )
     try:
         Backbone(name, init="pretrained", mode="bitfit")
     except WeightsUnavailableError as exc:
-        return False, str(exc).split(". ", 1)[0]
-    where = "the Hugging Face cache" if cached else "the Hugging Face Hub"
-    return True, f"pretrained DINOv2 weights ('{repo}') loaded from {where}"
+        cause = str(exc).rsplit("(cause: ", 1)
+        return False, cause[1].rstrip(")") if len(cause) == 2 else str(exc).split(". ", 1)[0]
+    return True, f"pretrained DINOv2 weights ('{name}') loaded"
 
 
 def resolve_backbone_init(requested: str, name: str) -> tuple[str, str, str]:

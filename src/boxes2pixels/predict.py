@@ -58,6 +58,10 @@ def resolve_model_dir(path: Path) -> Path:
             f"{path}: neither a saved model (no config.json) nor a training run "
             f"(no best/config.json); pass a run folder, a model folder or a Hub id"
         )
+    if not path.exists():
+        raise CheckpointError(
+            f"{path}: no such model; pass a run folder, a saved model folder or a Hub id"
+        )
     raise CheckpointError(f"{path}: not a model folder (a saved model is a folder, not a file)")
 
 

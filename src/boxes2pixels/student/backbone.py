@@ -119,6 +119,35 @@ def _weights_help(name: str) -> str:
     )
 
 
+def pretrained_unreachable(name: str) -> str:
+    """Why timm's pretrained weights of ``name`` cannot be downloaded now ('' if they can).
+
+    Cached weights are always reachable; otherwise the Hub is asked once (5 s timeout, no
+    retries), so an offline machine answers at once instead of after timm's retry loop.
+    """
+    import huggingface_hub
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not hub_id:
+        return ""  # weights from another source: let timm try
+    repo = hub_id.split("@", 1)[0]
+    files = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+    if any(isinstance(huggingface_hub.try_to_load_from_cache(repo, f), str) for f in files):
+        return ""
+    if huggingface_hub.is_offline_mode():
+        return f"HF_HUB_OFFLINE is set and the weights of '{repo}' are not in the HF cache"
+    try:
+        huggingface_hub.HfApi().model_info(repo, timeout=5)
+    except Exception as exc:  # any network or Hub failure means: not available now
+        return (
+            f"the weights of '{repo}' are not in the Hugging Face cache and the Hub is "
+            f"unreachable ({type(exc).__name__})"
+        )
+    return ""
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a backbone weights file (``.safetensors``, or a torch pickle read ``weights_only``).
 
@@ -222,6 +251,9 @@ class Backbone(nn.Module):
     def _create_pretrained(timm_module: Any, name: str) -> nn.Module:
         from huggingface_hub.errors import HfHubHTTPError
 
+        problem = pretrained_unreachable(name)
+        if problem:  # say so at once instead of a minute of download retries
+            raise WeightsUnavailableError(f"{_weights_help(name)} (cause: {problem})")
         try:
             return timm_module.create_model(name, pretrained=True, dynamic_img_size=True)
         except (OSError, ConnectionError, TimeoutError, HfHubHTTPError, RuntimeError) as exc:
