@@ -32,5 +32,6 @@ def _reflow(doc: str) -> str:
 for _module in (synth, label, train, evaluate, predict, demo, benchmark, profile, export):
     _module.register(app)
 for _command in app.registered_commands:
-    if _command.help is None and _command.callback is not None and _command.callback.__doc__:
-        _command.help = _reflow(_command.callback.__doc__)
+    _text = _command.help or (_command.callback.__doc__ if _command.callback else None)
+    if _text:
+        _command.help = _reflow(_text)
