@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import segmentation_models_pytorch  # noqa: F401  (the dev extra installs it)
 import torch
-
-pytest.importorskip("segmentation_models_pytorch")
 
 from boxes2pixels.baselines import (
     BASELINES,

@@ -5,12 +5,11 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import onnx
+import onnxruntime  # noqa: F401
+import onnxscript  # noqa: F401
 import pytest
 import torch
-
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")
 
 from boxes2pixels.errors import Boxes2PixelsError, CheckpointError
 from boxes2pixels.export import OnnxStudent, export_onnx, load_model
@@ -145,7 +144,6 @@ def test_export_size_must_fit_patch(student, tmp_path) -> None:
 
 
 def test_foreign_or_missing_onnx_file(tmp_path) -> None:
-    import onnx
     from onnx import TensorProto, helper
 
     with pytest.raises(CheckpointError, match="not found"):
@@ -185,7 +183,6 @@ def test_load_model_and_cli_export(student, tmp_path) -> None:
 
 
 def test_baseline_export(tmp_path) -> None:
-    pytest.importorskip("segmentation_models_pytorch")
     from boxes2pixels.baselines import BaselineModel
 
     model = BaselineModel("unet", num_classes=3, encoder_init="random", imgsz=64)

@@ -67,7 +67,6 @@ def test_parse_models() -> None:
 
 
 def test_profile_rows_and_ratios() -> None:
-    pytest.importorskip("segmentation_models_pytorch")
     rows = profile_models("student,unet", imgsz=48, repeats=2, warmup=0, student=tiny_student())
     assert [r.name for r in rows] == ["student", "unet"]
     student, unet = rows
@@ -82,14 +81,17 @@ def test_profile_rows_and_ratios() -> None:
 
 
 def test_profile_bf16_uses_autocast() -> None:
-    from boxes2pixels.device import cpu_supports_bf16
+    from boxes2pixels.profile import precision_context
 
-    if not cpu_supports_bf16():
-        pytest.skip("no bf16 matrix instructions on this CPU")
+    with precision_context("bf16", torch.device("cpu")):
+        assert torch.is_autocast_enabled("cpu")
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with precision_context("fp32", torch.device("cpu")):
+        assert not torch.is_autocast_enabled("cpu")
     rows = profile_models(
         "student", imgsz=32, precision="bf16", repeats=1, warmup=0, student=tiny_student()
     )
-    assert rows[0].precision == "bf16"
+    assert rows[0].precision == "bf16" and rows[0].latency_ms > 0
 
 
 def test_student_imgsz_must_fit_patch() -> None:
@@ -109,7 +111,6 @@ def test_format_table_shows_every_row() -> None:
 
 
 def test_cli_json_keys(tmp_path) -> None:
-    pytest.importorskip("segmentation_models_pytorch")
     from typer.testing import CliRunner
 
     from boxes2pixels.cli.main import app
