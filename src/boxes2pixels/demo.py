@@ -234,8 +234,10 @@ def pretrained_backbone_available(name: str) -> tuple[bool, str]:
     try:
         Backbone(name, init="pretrained", mode="bitfit")
     except WeightsUnavailableError as exc:
-        cause = str(exc).rsplit("(cause: ", 1)
-        return False, cause[1].rstrip(")") if len(cause) == 2 else str(exc).split(". ", 1)[0]
+        text = str(exc)
+        if "(cause: " in text and text.endswith(")"):
+            return False, text.rsplit("(cause: ", 1)[1][:-1]
+        return False, text.split(". ", 1)[0]
     return True, f"pretrained DINOv2 weights ('{name}') loaded"
 
 
