@@ -26,3 +26,100 @@ def _seeded() -> None:
     except ImportError:  # pragma: no cover - torch is a hard dependency
         return
     torch.manual_seed(0)
+
+
+# --------------------------------------------------------------------------------------------
+# Shared builders. Test files never import each other: what several files need lives here.
+# --------------------------------------------------------------------------------------------
+
+NAMES3 = ["background", "dirt", "damage"]
+RED = (230, 30, 30)
+
+
+def _build_student(**kwargs):
+    """A random-weight Student, quiet about the random backbone (tests only)."""
+    import warnings
+
+    from boxes2pixels.student import Student
+    from boxes2pixels.student.model import RandomBackboneWarning
+
+    if "backbone_weights" not in kwargs:
+        kwargs.setdefault("backbone_init", "random")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomBackboneWarning)
+        return Student(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def make_student():
+    """Factory: ``make_student(**kwargs)`` builds a random-weight ``Student``."""
+    return _build_student
+
+
+@pytest.fixture(scope="module")
+def tiny_student():
+    """A 3-class random-weight student at 56 px (full fine-tuning mode), in eval mode."""
+    import torch
+
+    torch.manual_seed(0)
+    return _build_student(
+        num_classes=3, class_names=NAMES3, backbone_mode="full", imgsz=56
+    ).eval()
+
+
+def _square_dataset(root, n_train: int = 4, n_val: int = 2, size: int = 56):
+    """Images with a red square (mask value 1 or 2) on a noisy grey background + masks."""
+    import numpy as np
+    from PIL import Image
+
+    from boxes2pixels.io import write_mask
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("val", n_val)):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            img = (rng.random((size, size, 3)) * 60 + 90).astype(np.uint8)
+            mask = np.zeros((size, size), np.uint8)
+            y, x = rng.integers(4, size - 20, 2)
+            img[y : y + 16, x : x + 16] = RED
+            mask[y : y + 16, x : x + 16] = 1 + i % 2
+            Image.fromarray(img).save(root / "images" / split / f"im{i}.png")
+            write_mask(root / "masks" / split / f"im{i}.png", mask)
+    (root / "data.yaml").write_text(
+        "path: .\ntrain: images/train\nval: images/val\nnames: [dirt, damage]\n"
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def make_square_dataset():
+    """Factory: ``make_square_dataset(root, n_train=4, n_val=2, size=56)`` -> ``root``."""
+    return _square_dataset
+
+
+@pytest.fixture(scope="session")
+def sam_checkpoint(tmp_path_factory):
+    """Factory: ``sam_checkpoint("vit_b" | "vit_t")`` -> a random-weight checkpoint file in the
+    official layout (``sam_vit_b_*.pth`` state dict, ``mobile_sam.pt``), built once per session."""
+    import warnings
+
+    import torch
+
+    folder = tmp_path_factory.getbasetemp() / "random-sam-checkpoints"
+    folder.mkdir(exist_ok=True)
+
+    def build(model_type: str):
+        name = "mobile_sam.pt" if model_type == "vit_t" else f"sam_{model_type}_random.pth"
+        path = folder / name
+        if not path.exists():
+            if model_type == "vit_t":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    from mobile_sam import sam_model_registry
+            else:
+                from segment_anything import sam_model_registry
+            torch.manual_seed(0)
+            torch.save(sam_model_registry[model_type]().state_dict(), path)
+        return path
+
+    return build

@@ -22,15 +22,11 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from .errors import Boxes2PixelsError
+from .errors import ConfigError
 
 _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "b2p_config_file", default=None
 )
-
-
-class ConfigError(Boxes2PixelsError):
-    """A configuration file or value is invalid."""
 
 
 class TrainConfig(BaseSettings):

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import Boxes2PixelsError, WeightsUnavailableError
+from .errors import Boxes2PixelsError, DemoError, WeightsUnavailableError
 from .io import remove_outputs, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -69,10 +69,6 @@ _SPLITS = ("train", "val", "test")
 MIN_CORRECTED_SHARE = 1e-4
 """The ablation is trained only when self-correction relabelled at least this share of the
 training pixels in some epoch (0.01 %); below it both students come out practically equal."""
-
-
-class DemoError(Boxes2PixelsError):
-    """The demo folder or the demo's options are unusable."""
 
 
 @dataclass(frozen=True)
@@ -234,10 +230,7 @@ def pretrained_backbone_available(name: str) -> tuple[bool, str]:
     try:
         Backbone(name, init="pretrained", mode="bitfit")
     except WeightsUnavailableError as exc:
-        text = str(exc)
-        if "(cause: " in text and text.endswith(")"):
-            return False, text.rsplit("(cause: ", 1)[1][:-1]
-        return False, text.split(". ", 1)[0]
+        return False, exc.cause or str(exc).split(". ", 1)[0]
     return True, f"pretrained DINOv2 weights ('{name}') loaded"
 
 

@@ -1,10 +1,18 @@
-"""Exceptions raised by boxes2pixels. Each message names the file (and line) at fault."""
+"""Every exception boxes2pixels raises on purpose. Each message names the file (and line).
+
+One mistake, one type: a bad file or value given by the user is a ``Boxes2PixelsError``
+subclass everywhere (the CLI prints it as one paragraph and exits with code 1, no traceback).
+"""
 
 from __future__ import annotations
 
 
 class Boxes2PixelsError(Exception):
     """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(Boxes2PixelsError):
+    """A configuration file or value (training settings, model arguments) is invalid."""
 
 
 class DatasetError(Boxes2PixelsError):
@@ -27,5 +35,21 @@ class TeacherNotFoundError(Boxes2PixelsError):
     """No teacher is registered under the requested name."""
 
 
+class TeacherDependencyError(Boxes2PixelsError):
+    """A package that a teacher needs is not installed."""
+
+
 class WeightsUnavailableError(Boxes2PixelsError):
-    """Pretrained weights were requested but cannot be obtained."""
+    """Pretrained weights were requested but cannot be obtained.
+
+    Attributes:
+        cause: the underlying reason in a few words (offline, missing file, ...), or None.
+    """
+
+    def __init__(self, message: str, cause: str | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class DemoError(Boxes2PixelsError):
+    """The demo folder or the demo's options are unusable."""

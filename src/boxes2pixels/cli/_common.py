@@ -1,22 +1,91 @@
-"""Pieces every ``b2p`` command shares: the console, error handling, common options."""
+"""Pieces every ``b2p`` command shares: the console, error handling, typed option aliases.
+
+Options used by several commands are declared once here as ``Annotated`` aliases (the way
+huggingface_hub's ``_cli_utils`` does); a command gives only the default::
+
+    def predict(..., precision: PrecisionOpt = "fp32", device: DeviceOpt = "auto") -> None:
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import Boxes2PixelsError
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
-DeviceOption = typer.Option(
-    "auto", "--device", help="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps."
-)
+DeviceOpt = Annotated[
+    str, typer.Option("--device", help="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps.")
+]
+OptionalDeviceOpt = Annotated[
+    str | None,
+    typer.Option("--device", help="auto (default: cuda, then mps, then cpu) | cpu | cuda:N | mps."),
+]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--precision", help="auto (fastest exact path here) | fp32 | bf16 | fp16."
+    ),
+]
+OptionalPrecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        help="auto (default: fastest exact path here) | fp32 | bf16 | fp16; fp32 turns AMP off.",
+    ),
+]
+ImgszOpt = Annotated[
+    int | None,
+    typer.Option("--imgsz", min=14, help="Input side in pixels, a multiple of the patch size."),
+]
+BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass.")]
+OptionalBatchOpt = Annotated[
+    int | None, typer.Option("--batch", min=1, help="Images per step (and process).")
+]
+BackboneInitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backbone-init",
+        help="pretrained (default) | random. Random weights are for tests and offline demos.",
+    ),
+]
+BackboneModeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backbone-mode",
+        help="bitfit (default: biases and norms only) | frozen | full. With --backbone-init "
+        "random use full (a random frozen backbone collapses).",
+    ),
+]
+BackboneWeightsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--backbone-weights",
+        help="Local backbone weights (official DINOv2 .pth or timm .safetensors).",
+    ),
+]
+ConfigFileOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="Training config file (YAML or TOML)."),
+]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (default 0).")]
+
+
+def say(markup: str, text: str = "") -> None:
+    """Print ``markup`` (trusted Rich markup) followed by ``text`` printed literally.
+
+    Paths and messages from users or exceptions go in ``text``, so ``[left]`` in a file name
+    is printed as written and never read as a style.
+    """
+    console.print(markup + escape(text), highlight=False)
 
 
 def handle_errors(func: F) -> F:
@@ -27,7 +96,7 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except Boxes2PixelsError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            say("[bold red]error:[/] ", str(exc))
             raise typer.Exit(1) from exc
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: finished files are kept; rerun to continue.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import DeviceOption, console, handle_errors
+from ._common import DeviceOpt, console, handle_errors
 
 
 @handle_errors
@@ -36,7 +36,7 @@ def demo_command(
         "--checkpoint",
         help="SAM / MobileSAM weights: a local file or hf://owner/repo/path/file.",
     ),
-    device: str = DeviceOption,
+    device: DeviceOpt = "auto",
     seed: int = typer.Option(0, "--seed", help="Seed of the generated data and of training."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Delete the demo's earlier outputs in --out and start again."

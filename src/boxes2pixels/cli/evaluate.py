@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ._common import DeviceOption, console, handle_errors
+from ._common import DeviceOpt, console, handle_errors
 
 if TYPE_CHECKING:
     from ..evaluate import EvaluationResult
@@ -92,7 +92,7 @@ def evaluate_command(
     json_file: Path | None = typer.Option(
         None, "--json", help="Also write the metrics as JSON to this file."
     ),
-    device: str = DeviceOption,
+    device: DeviceOpt = "auto",
     imgsz: int | None = typer.Option(
         None, "--imgsz", min=14, help="Model input long side (default: the model's own)."
     ),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import DeviceOption, console, handle_errors
+from ._common import DeviceOpt, console, handle_errors
 
 
 @handle_errors
@@ -37,7 +37,7 @@ def predict_command(
         0.25, "--tile-overlap", min=0.0, max=0.9, help="Overlap of neighbouring windows (fraction)."
     ),
     batch: int = typer.Option(4, "--batch", min=1, help="Images (or tiles) per forward pass."),
-    device: str = DeviceOption,
+    device: DeviceOpt = "auto",
     precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 | auto."),
     imgsz: int | None = typer.Option(
         None, "--imgsz", min=14, help="Input long side without --tile (default: the model's)."

@@ -253,11 +253,15 @@ class Backbone(nn.Module):
 
         problem = pretrained_unreachable(name)
         if problem:  # say so at once instead of a minute of download retries
-            raise WeightsUnavailableError(f"{_weights_help(name)} (cause: {problem})")
+            raise WeightsUnavailableError(
+                f"{_weights_help(name)} (cause: {problem})", cause=problem
+            )
         try:
             return timm_module.create_model(name, pretrained=True, dynamic_img_size=True)
         except (OSError, ConnectionError, TimeoutError, HfHubHTTPError, RuntimeError) as exc:
-            raise WeightsUnavailableError(f"{_weights_help(name)} (cause: {exc})") from exc
+            raise WeightsUnavailableError(
+                f"{_weights_help(name)} (cause: {exc})", cause=str(exc)
+            ) from exc
 
     @staticmethod
     def _create_random(

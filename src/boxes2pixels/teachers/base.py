@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import Boxes2PixelsError, TeacherNotFoundError
+from ..errors import Boxes2PixelsError, TeacherDependencyError, TeacherNotFoundError
 
 ENTRY_POINT_GROUP = "boxes2pixels.teachers"
 
@@ -32,10 +32,6 @@ INSTALL_HINTS = {
     "torchvision": "torchvision",
     "huggingface_hub": "huggingface-hub",
 }
-
-
-class TeacherDependencyError(Boxes2PixelsError):
-    """A package that a teacher needs is not installed."""
 
 
 @runtime_checkable
