@@ -62,9 +62,7 @@ def tiny_student():
     import torch
 
     torch.manual_seed(0)
-    return _build_student(
-        num_classes=3, class_names=NAMES3, backbone_mode="full", imgsz=56
-    ).eval()
+    return _build_student(num_classes=3, class_names=NAMES3, backbone_mode="full", imgsz=56).eval()
 
 
 def _square_dataset(root, n_train: int = 4, n_val: int = 2, size: int = 56):

@@ -12,6 +12,7 @@ from boxes2pixels.benchmark import (
     write_panels,
     write_summary,
 )
+from boxes2pixels.errors import Boxes2PixelsError
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import Boxes2PixelsError, DemoError, WeightsUnavailableError
+from .errors import DemoError, WeightsUnavailableError
 from .io import remove_outputs, write_json_atomic
 
 logger = logging.getLogger(__name__)

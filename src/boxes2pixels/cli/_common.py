@@ -23,7 +23,8 @@ console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DeviceOpt = Annotated[
-    str, typer.Option("--device", help="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps.")
+    str,
+    typer.Option("--device", help="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps."),
 ]
 OptionalDeviceOpt = Annotated[
     str | None,
@@ -31,9 +32,7 @@ OptionalDeviceOpt = Annotated[
 ]
 PrecisionOpt = Annotated[
     str,
-    typer.Option(
-        "--precision", help="auto (fastest exact path here) | fp32 | bf16 | fp16."
-    ),
+    typer.Option("--precision", help="auto (fastest exact path here) | fp32 | bf16 | fp16."),
 ]
 OptionalPrecisionOpt = Annotated[
     str | None,
