@@ -122,7 +122,7 @@ def test_predict_returns_label_maps_at_image_size() -> None:
     assert [p.shape for p in preds] == [(50, 90), (40, 30)]
     assert all(p.dtype == np.uint8 and p.max() < 3 for p in preds)
     # the same as argmax of forward on the letterboxed image when no resize is needed
-    from boxes2pixels.student.preprocess import letterbox, normalize
+    from boxes2pixels.geometry import letterbox, normalize
 
     image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     padded, _ = letterbox(image, 64, multiple=32)

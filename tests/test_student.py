@@ -432,7 +432,7 @@ def test_bf16_masks_agree_with_fp32_on_generated_images() -> None:
     so its masks hold defects with real margins (a random model's near-ties would not)."""
     from boxes2pixels.data.synth import SynthConfig, render_scene, scene_rng
     from boxes2pixels.distill.losses import class_weights
-    from boxes2pixels.student.preprocess import letterbox, letterbox_mask, normalize
+    from boxes2pixels.geometry import letterbox, letterbox_mask, normalize
 
     config = SynthConfig(defect_free_fraction=0.0, defect_scale=5.0)
     scenes = [render_scene(scene_rng(0, "train", i), (128, 96), config) for i in range(4)]

@@ -153,7 +153,7 @@ def _logits(model: Any, batch: np.ndarray, device: torch.device, dtype: Any) -> 
     """Fine-head logits (B×C×h×w float32, numpy) of a batch of B×h×w×3 ``uint8`` tiles."""
     import torch
 
-    from .student.preprocess import normalize
+    from .geometry import normalize
 
     x = normalize(batch, model.mean, model.std).to(device)
     with (

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DatasetError
+from ..geometry import letterbox, letterbox_mask
 from ..io import read_image, read_mask
-from ..student.preprocess import letterbox, letterbox_mask
 from .transforms import JointTransform
 from .yolo import YoloDataset, load_data_yaml
 

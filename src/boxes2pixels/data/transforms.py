@@ -6,7 +6,7 @@ values; photometric steps (colour jitter) touch only the image and run after let
 on the (smaller) resized content. Every random draw comes from the ``numpy`` generator the
 caller passes, so a sample's augmentation is reproducible from its seed.
 
-Letterboxing itself lives in :mod:`boxes2pixels.student.preprocess` (``letterbox``,
+Letterboxing itself lives in :mod:`boxes2pixels.geometry` (``letterbox``,
 ``letterbox_mask``) and is re-exported here.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..student.preprocess import letterbox, letterbox_mask
+from ..geometry import letterbox, letterbox_mask
 
 __all__ = ["JointTransform", "letterbox", "letterbox_mask"]
 

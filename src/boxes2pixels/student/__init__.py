@@ -5,6 +5,7 @@ Importing this package imports torch and timm; keep it out of fast paths such as
 
 from __future__ import annotations
 
+from ..geometry import letterbox, letterbox_mask, normalize, unletterbox_logits
 from .backbone import (
     BACKBONE_INITS,
     BACKBONE_MODES,
@@ -16,7 +17,6 @@ from .backbone import (
 )
 from .decoder import Decoder
 from .model import RandomBackboneWarning, Student
-from .preprocess import letterbox, letterbox_mask, normalize, unletterbox_logits
 
 __all__ = [
     "BACKBONE_INITS",

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..device import resolve_device, resolve_precision
-from .preprocess import letterbox, normalize, unletterbox_logits
+from ..geometry import letterbox, normalize, unletterbox_logits
 
 
 def predict_label_maps(

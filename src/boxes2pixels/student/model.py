@@ -256,7 +256,7 @@ class Student(
             raise ValueError(
                 f"input height and width must be multiples of the patch size {p}, got "
                 f"{height}×{width}; letterbox the image first "
-                "(boxes2pixels.student.preprocess.letterbox pads to multiples of 14)"
+                "(boxes2pixels.geometry.letterbox pads to multiples of 14)"
             )
         return self.decoder(self.backbone(x), x, heads)
 
