@@ -158,3 +158,53 @@ def test_needs_at_least_two_classes_and_matching_names() -> None:
     with pytest.raises(ValueError):
         ConfusionMatrix(3, ["background", "dirt"])
     assert ConfusionMatrix(3).class_names == ["background", "class_1", "class_2"]
+
+
+def test_binary_precision_and_recall_differ_on_an_asymmetric_case() -> None:
+    # 4 defect pixels in the target; the prediction finds 2 of them and adds 6 false ones.
+    target = np.zeros((4, 4), np.uint8)
+    target[0, :4] = 2
+    pred = np.zeros((4, 4), np.uint8)
+    pred[0, :2] = 1
+    pred[2:, 1:4] = 2
+    cm = ConfusionMatrix(3)
+    cm.update(pred, target)
+    s = cm.compute()
+    assert s.binary_precision == pytest.approx(2 / 8)
+    assert s.binary_recall == pytest.approx(2 / 4)
+    assert s.binary_iou == pytest.approx(2 / 10)
+
+
+def test_defect_counter_recall_thin_and_precision() -> None:
+    from boxes2pixels.metrics import DefectCounter
+
+    target = np.zeros((40, 40), np.uint8)
+    target[2:10, 2:10] = 1  # compact dirt, found as dirt
+    target[20, 5:35] = 2  # 1-px crack (thin), half found as dirt
+    target[30:36, 30:36] = 2  # compact damage, missed
+    target[0, 39] = 255
+    pred = np.zeros_like(target)
+    pred[2:10, 2:9] = 1  # 7/8 of the dirt square
+    pred[20, 5:20] = 1  # 15 of 30 crack pixels, wrong class
+    pred[35:39, 0:3] = 2  # a false component far from any defect
+    pred[0, 38:40] = 1  # touches only an ignored pixel: not counted
+    counter = DefectCounter(3, ["background", "dirt", "damage"])
+    counter.update(pred, target)
+    s = counter.compute()
+    assert (s.defects, s.found) == (3, 2)
+    assert s.recall == pytest.approx(2 / 3)
+    assert s.per_class["dirt"] == {"defects": 1, "found": 1, "recall": 1.0}
+    assert s.per_class["damage"] == {"defects": 2, "found": 0, "recall": 0.0}
+    assert (s.thin_defects, s.thin_found) == (1, 1)
+    assert (s.predicted, s.false_predicted) == (3, 1)
+    assert s.precision == pytest.approx(2 / 3)
+    assert s.to_dict()["per_class"]["damage"]["recall"] == 0.0
+
+
+def test_defect_counter_without_defects_is_nan_not_zero() -> None:
+    from boxes2pixels.metrics import DefectCounter
+
+    counter = DefectCounter(2)
+    counter.update(np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8))
+    d = counter.compute().to_dict()
+    assert d["recall"] is None and d["precision"] is None and d["defects"] == 0

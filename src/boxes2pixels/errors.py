@@ -11,8 +11,10 @@ class Boxes2PixelsError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
-class ConfigError(Boxes2PixelsError):
-    """A configuration file or value (training settings, model arguments) is invalid."""
+class ConfigError(Boxes2PixelsError, ValueError):
+    """A configuration file or value (training settings, model arguments, an input of the wrong
+    shape) is invalid. Also a ``ValueError``, so pydantic validators and callers that catch
+    ``ValueError`` treat it as one."""
 
 
 class DatasetError(Boxes2PixelsError):

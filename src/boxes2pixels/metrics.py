@@ -166,3 +166,146 @@ class ConfusionMatrix:
             confusion_matrix=self.matrix.tolist(),
             images=self.images,
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Per-defect (instance-level) metrics
+# --------------------------------------------------------------------------------------------
+
+FOUND_FRACTION = 0.5
+"""A ground-truth defect counts as found when at least this share of its pixels is predicted
+as a defect (binary) or as its own class (per class)."""
+THIN_FRACTION = 0.5
+"""A defect is thin when a 3×3 opening removes more than this share of its pixels."""
+
+
+@dataclass
+class DefectScores:
+    """Defect-level recall and precision (one defect = one 8-connected ground-truth component).
+
+    Attributes:
+        defects: ground-truth defects (components) counted; ``found`` of them were found.
+        recall: ``found / defects`` with all defect classes merged (binary rule).
+        per_class: ``{name: {"defects", "found", "recall"}}``, found meaning "as its class".
+        thin_defects, thin_found, thin_recall: the same for thin defects (binary rule).
+        predicted, false_predicted, precision: predicted defect components (all classes merged)
+            and those that touch no ground-truth defect pixel; precision = 1 − false / predicted.
+            Predicted components that touch ignored (255) pixels are left out.
+    """
+
+    defects: int
+    found: int
+    recall: float
+    thin_defects: int
+    thin_found: int
+    thin_recall: float
+    predicted: int
+    false_predicted: int
+    precision: float
+    per_class: dict[str, dict[str, float | int | None]]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-friendly dict (NaN → None)."""
+
+        def clean(v: object) -> object:
+            return None if isinstance(v, float) and np.isnan(v) else v
+
+        out = {k: clean(v) for k, v in self.__dict__.items() if k != "per_class"}
+        out["per_class"] = {
+            name: {k: clean(v) for k, v in d.items()} for name, d in self.per_class.items()
+        }
+        return out
+
+
+def _components(mask: np.ndarray) -> tuple[int, np.ndarray]:
+    """``(count, labels)`` of the 8-connected components of a boolean mask (0 = none)."""
+    import cv2
+
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    return n - 1, labels
+
+
+def _share(labels: np.ndarray, n: int, hit: np.ndarray) -> np.ndarray:
+    """For components 1..n of ``labels``: the share of their pixels where ``hit`` is true."""
+    size = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    hits = np.bincount(labels[hit], minlength=n + 1)[1:]
+    return hits / np.maximum(size, 1)
+
+
+class DefectCounter:
+    """Accumulates per-defect counts over a split; see :class:`DefectScores` for definitions.
+
+    Args:
+        num_classes: label values including background; class_names: their names.
+    """
+
+    def __init__(self, num_classes: int, class_names: list[str] | None = None) -> None:
+        self.num_classes = num_classes
+        self.class_names = class_names or ["background"] + [
+            f"class_{i}" for i in range(1, num_classes)
+        ]
+        self.defects = np.zeros(num_classes, np.int64)
+        self.found_binary = np.zeros(num_classes, np.int64)
+        self.found_class = np.zeros(num_classes, np.int64)
+        self.thin = np.zeros(2, np.int64)  # thin defects, thin found
+        self.predicted = np.zeros(2, np.int64)  # predicted components, false ones
+
+    def update(self, pred: np.ndarray, target: np.ndarray) -> None:
+        """Add one image's predicted and target label maps (H×W, 255 in target = ignore)."""
+        import cv2
+
+        pred = np.asarray(pred)
+        target = np.asarray(target)
+        if pred.shape != target.shape:
+            raise ValueError(f"prediction shape {pred.shape} != target shape {target.shape}")
+        ignore = target == IGNORE_INDEX
+        pred_fg = (pred > 0) & (pred < self.num_classes)
+        kernel = np.ones((3, 3), np.uint8)
+        for k in range(1, self.num_classes):
+            n, labels = _components(target == k)
+            if n == 0:
+                continue
+            binary = _share(labels, n, pred_fg) >= FOUND_FRACTION
+            self.defects[k] += n
+            self.found_binary[k] += int(binary.sum())
+            self.found_class[k] += int((_share(labels, n, pred == k) >= FOUND_FRACTION).sum())
+            opened = cv2.morphologyEx((target == k).astype(np.uint8), cv2.MORPH_OPEN, kernel)
+            thin = _share(labels, n, opened == 0) > THIN_FRACTION
+            self.thin += (int(thin.sum()), int((thin & binary).sum()))
+        n, labels = _components(pred_fg)
+        if n:
+            target_fg = (target > 0) & ~ignore
+            touches = np.bincount(labels[target_fg], minlength=n + 1)[1:] > 0
+            ignored = np.bincount(labels[ignore], minlength=n + 1)[1:] > 0
+            counted = ~ignored | touches
+            self.predicted += (int(counted.sum()), int((counted & ~touches).sum()))
+
+    def merge(self, other: DefectCounter) -> None:
+        """Add another counter's counts."""
+        for name in ("defects", "found_binary", "found_class", "thin", "predicted"):
+            getattr(self, name)[:] += getattr(other, name)
+
+    def compute(self) -> DefectScores:
+        """Defect-level recall (overall, per class, thin) and precision."""
+        total, found = int(self.defects.sum()), int(self.found_binary.sum())
+        per_class = {
+            self.class_names[k]: {
+                "defects": int(self.defects[k]),
+                "found": int(self.found_class[k]),
+                "recall": float(_div(self.found_class[k], self.defects[k])),
+            }
+            for k in range(1, self.num_classes)
+        }
+        predicted, false = (int(v) for v in self.predicted)
+        return DefectScores(
+            defects=total,
+            found=found,
+            recall=float(_div(found, total)),
+            thin_defects=int(self.thin[0]),
+            thin_found=int(self.thin[1]),
+            thin_recall=float(_div(self.thin[1], self.thin[0])),
+            predicted=predicted,
+            false_predicted=false,
+            precision=float(_div(predicted - false, predicted)),
+            per_class=per_class,
+        )

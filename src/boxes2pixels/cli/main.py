@@ -29,6 +29,23 @@ def _reflow(doc: str) -> str:
     )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"boxes2pixels {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """boxes2pixels: turn YOLO box labels of defects into a pixel-level segmentation model."""
+
+
 for _module in (synth, label, train, evaluate, predict, demo, benchmark, profile, export):
     _module.register(app)
 for _command in app.registered_commands:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, WeightsUnavailableError
+from ..errors import CheckpointError, ConfigError, WeightsUnavailableError
 from ..io import load_torch_weights
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def default_feature_indices(depth: int) -> tuple[int, ...]:
     features keep their relative depth (ViT-L/14 with 24 blocks: 3, 5, 9, 15).
     """
     if depth < 1:
-        raise ValueError(f"backbone depth must be positive (got {depth})")
+        raise ConfigError(f"backbone depth must be positive (got {depth})")
     scaled = {
         min(depth - 1, max(0, round((i + 1) * depth / PAPER_DEPTH) - 1))
         for i in PAPER_FEATURE_INDICES
@@ -91,18 +91,18 @@ def resolve_feature_indices(indices: Sequence[int] | None, depth: int) -> tuple[
     if indices is None:
         return default_feature_indices(depth)
     if len(indices) == 0:
-        raise ValueError("feature_indices must name at least one backbone block")
+        raise ConfigError("feature_indices must name at least one backbone block")
     resolved = []
     for index in indices:
         value = int(index)
         if not -depth <= value < depth:
-            raise ValueError(
+            raise ConfigError(
                 f"feature index {value} is out of range for a backbone with {depth} blocks "
                 f"(valid: 0..{depth - 1} or -{depth}..-1)"
             )
         resolved.append(value % depth)
     if len(set(resolved)) != len(resolved):
-        raise ValueError(f"feature_indices contain duplicates: {list(indices)}")
+        raise ConfigError(f"feature_indices contain duplicates: {list(indices)}")
     return tuple(sorted(resolved))
 
 
@@ -210,13 +210,13 @@ class Backbone(nn.Module):
         import timm
 
         if init not in BACKBONE_INITS:
-            raise ValueError(f"unknown backbone init '{init}' (use {', '.join(BACKBONE_INITS)})")
+            raise ConfigError(f"unknown backbone init '{init}' (use {', '.join(BACKBONE_INITS)})")
         if mode not in BACKBONE_MODES:
-            raise ValueError(f"unknown backbone mode '{mode}' (use {', '.join(BACKBONE_MODES)})")
+            raise ConfigError(f"unknown backbone mode '{mode}' (use {', '.join(BACKBONE_MODES)})")
         if init == "file" and weights is None:
-            raise ValueError("backbone init 'file' needs a weights file (backbone_weights=FILE)")
+            raise ConfigError("backbone init 'file' needs a weights file (backbone_weights=FILE)")
         if not timm.is_model(name):
-            raise ValueError(
+            raise ConfigError(
                 f"'{name}' is not a timm model name (list them with timm.list_models('*vit*'))"
             )
         self.name = name
@@ -233,7 +233,7 @@ class Backbone(nn.Module):
             self.model = self._create_pretrained(timm, name)
         for attr in ("forward_intermediates", "prune_intermediate_layers", "blocks"):
             if not hasattr(self.model, attr):
-                raise ValueError(
+                raise ConfigError(
                     f"timm model '{name}' has no '{attr}'; choose a ViT-style backbone "
                     "(e.g. vit_small_patch14_dinov2.lvd142m)"
                 )
@@ -395,7 +395,7 @@ class Backbone(nn.Module):
     def set_mode(self, mode: str, train_layerscale: bool = False) -> None:
         """Choose which parameters train: ``bitfit``, ``frozen`` or ``full``."""
         if mode not in BACKBONE_MODES:
-            raise ValueError(f"unknown backbone mode '{mode}' (use {', '.join(BACKBONE_MODES)})")
+            raise ConfigError(f"unknown backbone mode '{mode}' (use {', '.join(BACKBONE_MODES)})")
         self.mode = mode
         self.train_layerscale = train_layerscale
         for param in self.model.parameters():

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 
 def conv_bn_relu(
     in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1
@@ -138,9 +140,9 @@ class Decoder(nn.Module):
     ) -> None:
         super().__init__()
         if num_features < 1:
-            raise ValueError("the decoder needs at least one feature map")
+            raise ConfigError("the decoder needs at least one feature map")
         if channels % 8:
-            raise ValueError(f"decoder channels must be a multiple of 8 (got {channels})")
+            raise ConfigError(f"decoder channels must be a multiple of 8 (got {channels})")
         self.laterals = nn.ModuleList(
             conv_bn_relu(in_channels, channels, 1) for _ in range(num_features)
         )
@@ -182,9 +184,9 @@ class Decoder(nn.Module):
         heads = self.heads if heads is None else tuple(heads)
         unknown = set(heads) - set(self.heads)
         if unknown:
-            raise ValueError(f"unknown or disabled head(s) {sorted(unknown)}; have {self.heads}")
+            raise ConfigError(f"unknown or disabled head(s) {sorted(unknown)}; have {self.heads}")
         if len(features) != len(self.laterals):
-            raise ValueError(f"expected {len(self.laterals)} feature maps, got {len(features)}")
+            raise ConfigError(f"expected {len(self.laterals)} feature maps, got {len(features)}")
         height, width = image.shape[-2:]
         laterals = [lateral(f) for lateral, f in zip(self.laterals, features, strict=True)]
         y = laterals[-1]

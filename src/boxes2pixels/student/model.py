@@ -15,7 +15,7 @@ import torch
 from huggingface_hub import ModelCardData, PyTorchModelHubMixin
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..io import atomic_path
 from .backbone import (
     BACKBONE_INITS,
@@ -97,7 +97,7 @@ class Student(
     ) -> None:
         super().__init__()
         if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2 (background + 1), got {num_classes}")
+            raise ConfigError(f"num_classes must be at least 2 (background + 1), got {num_classes}")
         if class_names is None:
             class_names = (
                 list(DEFAULT_CLASS_NAMES_3)
@@ -106,19 +106,19 @@ class Student(
             )
         class_names = [str(n) for n in class_names]
         if len(class_names) != num_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"class_names has {len(class_names)} names but num_classes is {num_classes}"
             )
         if backbone_weights is not None and backbone_init == "pretrained":
             backbone_init = "file"
         if backbone_init not in BACKBONE_INITS:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown backbone_init '{backbone_init}' (use {', '.join(BACKBONE_INITS)})"
             )
         if backbone_init == "random" and backbone_weights is not None:
-            raise ValueError("backbone_init='random' contradicts backbone_weights; choose one")
+            raise ConfigError("backbone_init='random' contradicts backbone_weights; choose one")
         if imgsz < 1:
-            raise ValueError(f"imgsz must be positive (got {imgsz})")
+            raise ConfigError(f"imgsz must be positive (got {imgsz})")
 
         self.backbone = Backbone(
             backbone,
@@ -140,7 +140,7 @@ class Student(
         self.mean = [float(v) for v in (mean if mean is not None else cfg.get("mean", (0.5,) * 3))]
         self.std = [float(v) for v in (std if std is not None else cfg.get("std", (0.5,) * 3))]
         if len(self.mean) != 3 or len(self.std) != 3:
-            raise ValueError("mean and std need three values (R, G, B)")
+            raise ConfigError("mean and std need three values (R, G, B)")
         self.num_classes = num_classes
         self.class_names = class_names
         self.imgsz = int(imgsz)
@@ -246,14 +246,14 @@ class Student(
             ``{"fine": N×C×H×W}`` and, with the binary head, ``"binary"``: N×2×H×W.
 
         Raises:
-            ValueError: wrong shape, or sides that are not multiples of the patch size.
+            ConfigError: wrong shape, or sides that are not multiples of the patch size.
         """
         if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected a float tensor N×3×H×W, got shape {tuple(x.shape)}")
+            raise ConfigError(f"expected a float tensor N×3×H×W, got shape {tuple(x.shape)}")
         p = self.patch_size
         height, width = int(x.shape[-2]), int(x.shape[-1])
         if height % p or width % p:
-            raise ValueError(
+            raise ConfigError(
                 f"input height and width must be multiples of the patch size {p}, got "
                 f"{height}×{width}; letterbox the image first "
                 "(boxes2pixels.geometry.letterbox pads to multiples of 14)"
@@ -286,7 +286,7 @@ class Student(
             One H×W ``uint8`` label map per image (0 background, k+1 class k).
         """
         if self.num_classes > 255:
-            raise ValueError("label maps are uint8: at most 255 classes can be predicted")
+            raise ConfigError("label maps are uint8: at most 255 classes can be predicted")
         return predict_label_maps(
             self, images, imgsz=imgsz, batch_size=batch_size, precision=precision, device=device
         )
