@@ -107,7 +107,7 @@ def test_panels_one_row_per_image(tmp_path, synth) -> None:
 
 @pytest.mark.slow
 def test_run_benchmark_end_to_end_and_resume(tmp_path, synth, monkeypatch) -> None:
-    from boxes2pixels import benchmark
+    from boxes2pixels.benchmark import suite
     from boxes2pixels.config import TrainConfig
 
     base = TrainConfig(
@@ -149,7 +149,7 @@ def test_run_benchmark_end_to_end_and_resume(tmp_path, synth, monkeypatch) -> No
     def no_training(*args, **kw):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(benchmark, "_run_one", no_training)
+    monkeypatch.setattr(suite, "_run_one", no_training)
     again = run_benchmark(synth, gt, gt, out, **kwargs)
     assert again.skipped == ["student", "unet"]
     assert [r.scores for r in again.runs] == [r.scores for r in result.runs]

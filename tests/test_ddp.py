@@ -8,11 +8,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
-from test_distiller import make_dataset
+from boxes2pixels.cli.main import app
 
 
 def _b2p_script() -> str:
@@ -23,8 +25,10 @@ def _b2p_script() -> str:
 
 
 @pytest.mark.slow
-def test_two_process_gloo_training_writes_the_run_directory_once(tmp_path: Path) -> None:
-    data = make_dataset(tmp_path / "data", n_train=4, n_val=2)
+def test_two_process_gloo_training_writes_the_run_directory_once(
+    tmp_path: Path, make_square_dataset: Any
+) -> None:
+    data = make_square_dataset(tmp_path / "data", n_train=4, n_val=2)
     out = tmp_path / "run"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -52,3 +56,9 @@ def test_two_process_gloo_training_writes_the_run_directory_once(tmp_path: Path)
     ckpt = torch.load(out / "last.ckpt", weights_only=True)
     assert ckpt["world_size"] == 2 and ckpt["step"] == 2 and ckpt["epoch"] == 1
     assert (out / "best" / "model.safetensors").is_file()
+
+    # resuming the two-process run with one process is refused, naming both numbers
+    resumed = CliRunner().invoke(app, [*cmd[7:], "--resume"])
+    assert resumed.exit_code == 1, resumed.output
+    message = " ".join(resumed.output.split())
+    assert "trained with 2 process(es) and cannot be resumed with 1" in message

@@ -1,9 +1,11 @@
-"""`b2p demo --quick` end to end, and the report's pictures and choices in isolation."""
+"""`b2p demo --quick` end to end, the checkpoint rule, and the report's pictures and choices
+in isolation."""
 
 from __future__ import annotations
 
 import base64
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -14,15 +16,11 @@ from typer.testing import CliRunner
 
 from boxes2pixels import demo as demo_module
 from boxes2pixels.cli.main import app
+from boxes2pixels.demo import backbone as demo_backbone
+from boxes2pixels.demo.panels import choose_panel_images, panel_scale, render_panel
+from boxes2pixels.demo.report import CURVES_DPI, CURVES_FIGSIZE
 from boxes2pixels.evaluate import evaluate
 from boxes2pixels.io import class_colour
-from boxes2pixels.report import (
-    CURVES_DPI,
-    CURVES_FIGSIZE,
-    choose_panel_images,
-    panel_scale,
-    render_panel,
-)
 from boxes2pixels.viz import ERROR_COLOURS
 
 QUICK = demo_module.DemoSettings.for_mode(quick=True)
@@ -40,7 +38,7 @@ def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """One `b2p demo --quick` run (offline: the backbone must come out random)."""
     mp = pytest.MonkeyPatch()
     mp.setattr(
-        demo_module,
+        demo_backbone,
         "pretrained_backbone_available",
         lambda name: (False, "the test offers no pretrained weights"),
     )
@@ -139,15 +137,51 @@ def test_quick_demo_panels_include_an_unboxed_defect(quick_demo: tuple[Path, str
 def test_rerun_reuses_outputs_and_other_settings_are_refused(quick_demo: tuple[Path, str]) -> None:
     out, _ = quick_demo
     weights = out / "runs" / "student" / "best" / "model.safetensors"
+    # a finished demo keeps no training checkpoint, and a rerun does not need one
+    assert not (out / "runs" / "student" / "last.ckpt").exists()
     stamp = weights.stat().st_mtime_ns
+    scores = (out / "report.md").read_text(encoding="utf-8").split("## Training curves")[0]
     result = demo_module.run_demo(out, quick=True, device="cpu", progress=False)
     assert {"data", "label", "train", "predict"} <= set(result.reused)
     assert weights.stat().st_mtime_ns == stamp
+    assert (out / "report.md").read_text(encoding="utf-8").split("## Training curves")[0] == scores
+    assert not (out / "runs" / "student" / "last.ckpt").exists()
     assert result.backbone_init == "random" and result.backbone_mode == "full"
     assert result.evaluations_agree
     refused = CliRunner().invoke(app, ["demo", "--out", str(out), "--quick", "--seed", "1"])
     assert refused.exit_code == 1
     assert "--overwrite" in refused.output
+
+
+@pytest.mark.slow
+def test_keep_checkpoint_keeps_it_and_a_finished_rerun_drops_it(tmp_path: Path) -> None:
+    tiny = replace(
+        QUICK, train=4, val=2, test=2, size=(96, 64), imgsz=28, epochs=1, batch=2, panels=1
+    )
+    options = dict(settings=tiny, backbone_init="random", device="cpu", progress=False)
+    checkpoint = tmp_path / "runs" / "student" / "last.ckpt"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        demo_module.run_demo(tmp_path, keep_checkpoint=True, **options)
+        assert checkpoint.is_file()
+        again = demo_module.run_demo(tmp_path, **options)
+    finally:
+        torch.set_num_threads(threads)
+    assert {"data", "label", "train", "predict"} <= set(again.reused)
+    assert not checkpoint.exists()
+    assert (tmp_path / "runs" / "student" / "best" / "model.safetensors").is_file()
+
+
+def test_cli_passes_keep_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    def stop(*args: object, **kwargs: object) -> None:
+        raise demo_module.DemoError(f"keep_checkpoint={kwargs['keep_checkpoint']}")
+
+    monkeypatch.setattr(demo_module, "run_demo", stop)
+    for flags, expected in (([], "False"), (["--keep-checkpoint"], "True")):
+        result = CliRunner().invoke(app, ["demo", "--quick", *flags])
+        assert result.exit_code == 1
+        assert f"keep_checkpoint={expected}" in result.output
 
 
 def test_demo_refuses_a_foreign_folder(tmp_path: Path) -> None:
@@ -158,7 +192,9 @@ def test_demo_refuses_a_foreign_folder(tmp_path: Path) -> None:
 
 
 def test_backbone_init_choices(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(demo_module, "pretrained_backbone_available", lambda n: (False, "offline"))
+    monkeypatch.setattr(
+        demo_backbone, "pretrained_backbone_available", lambda n: (False, "offline")
+    )
     assert demo_module.resolve_backbone_init("random", "x")[:2] == ("random", "full")
     init, mode, note = demo_module.resolve_backbone_init("auto", "x")
     assert (init, mode) == ("random", "full") and "offline" in note
@@ -166,7 +202,7 @@ def test_backbone_init_choices(monkeypatch: pytest.MonkeyPatch) -> None:
         demo_module.resolve_backbone_init("pretrained", "x")
     with pytest.raises(demo_module.DemoError):
         demo_module.resolve_backbone_init("imagenet", "x")
-    monkeypatch.setattr(demo_module, "pretrained_backbone_available", lambda n: (True, "cached"))
+    monkeypatch.setattr(demo_backbone, "pretrained_backbone_available", lambda n: (True, "cached"))
     assert demo_module.resolve_backbone_init("auto", "x")[:2] == ("pretrained", "bitfit")
 
 

@@ -17,35 +17,28 @@ from typer.testing import CliRunner
 from boxes2pixels.config import ConfigError, TrainConfig
 from boxes2pixels.data.dataset import PseudoMaskDataset
 from boxes2pixels.data.transforms import JointTransform
-from boxes2pixels.distill import Distiller, ModelEMA, build_student, train
-from boxes2pixels.errors import Boxes2PixelsError, DatasetError
+from boxes2pixels.distill import (
+    CHECKPOINT_FORMAT,
+    DDPContext,
+    Distiller,
+    ModelEMA,
+    TrainState,
+    build_student,
+    resume_hint,
+    run_dir_problem,
+    train,
+)
+from boxes2pixels.distill import loop as distill_loop
+from boxes2pixels.distill.checkpoint import load_checkpoint
+from boxes2pixels.errors import Boxes2PixelsError, CheckpointError, DatasetError
 from boxes2pixels.io import read_mask, write_mask
 
 RED = (230, 30, 30)
 
 
-def make_dataset(root: Path, n_train: int = 4, n_val: int = 2, size: int = 56) -> Path:
-    """Images with a red square (mask value 1 or 2) on a noisy grey background."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", n_train), ("val", n_val)):
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            img = (rng.random((size, size, 3)) * 60 + 90).astype(np.uint8)
-            mask = np.zeros((size, size), np.uint8)
-            y, x = rng.integers(4, size - 20, 2)
-            img[y : y + 16, x : x + 16] = RED
-            mask[y : y + 16, x : x + 16] = 1 + i % 2
-            Image.fromarray(img).save(root / "images" / split / f"im{i}.png")
-            write_mask(root / "masks" / split / f"im{i}.png", mask)
-    (root / "data.yaml").write_text(
-        "path: .\ntrain: images/train\nval: images/val\nnames: [dirt, damage]\n"
-    )
-    return root
-
-
 @pytest.fixture()
-def dataset(tmp_path: Path) -> Path:
-    return make_dataset(tmp_path / "data")
+def dataset(tmp_path: Path, make_square_dataset: Any) -> Path:
+    return make_square_dataset(tmp_path / "data")
 
 
 def tiny_config(data: Path, out: Path, **overrides: Any) -> TrainConfig:
@@ -123,8 +116,10 @@ def test_b2p_train_writes_the_run_directory(dataset: Path, tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path: Path) -> None:
-    dataset = make_dataset(tmp_path / "small", n_train=2, n_val=1)  # one step per epoch
+def test_resume_after_interruption_matches_an_uninterrupted_run(
+    tmp_path: Path, make_square_dataset: Any
+) -> None:
+    dataset = make_square_dataset(tmp_path / "small", n_train=2, n_val=1)  # one step per epoch
     full = train(tiny_config(dataset, tmp_path / "full", correction_warmup=0, tau=0.5))
 
     cfg = tiny_config(dataset, tmp_path / "cut", correction_warmup=0, tau=0.5)
@@ -163,9 +158,17 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path: Path) 
     first = full.history[0]["loss"]
     assert resumed.history[1]["loss"] != first
 
+    # a checkpoint of two processes is not resumed by one
+    b["world_size"] = 2
+    torch.save(b, tmp_path / "cut" / "last.ckpt")
+    with pytest.raises(CheckpointError, match=r"trained with 2 process\(es\).*resumed with 1"):
+        train(cfg.model_copy(update={"resume": True}))
+
 
 @pytest.mark.slow
-def test_non_finite_loss_is_skipped_and_counted(dataset: Path, tmp_path: Path) -> None:
+def test_non_finite_loss_is_skipped_and_counted(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = tiny_config(dataset, tmp_path / "run", epochs=1, binary_head=False, detail_branch=False)
     student = build_student(cfg, ["background", "dirt", "damage"])
     distiller = Distiller(student, cfg)
@@ -196,7 +199,7 @@ def test_non_finite_loss_is_skipped_and_counted(dataset: Path, tmp_path: Path) -
             self.closed = True
 
     writer = Writer()
-    distiller._tensorboard = lambda run, step: writer  # type: ignore[method-assign]
+    monkeypatch.setattr(distill_loop, "open_tensorboard", lambda run, step: writer)
     data = PseudoMaskDataset(dataset / "data.yaml", dataset / "masks", "train", 56)
     result = distiller.fit(data, None)
     row = result.history[0]
@@ -207,6 +210,32 @@ def test_non_finite_loss_is_skipped_and_counted(dataset: Path, tmp_path: Path) -
     assert all(torch.isfinite(p).all() for p in student.parameters())
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
     assert result.best_epoch == 1
+
+
+def test_resume_with_another_number_of_processes_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "last.ckpt"
+    torch.save({"format": CHECKPOINT_FORMAT, "world_size": 4}, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path, {}, TrainConfig.load(), DDPContext())
+    message = str(caught.value)
+    assert "last.ckpt" in message and "with 4 process(es)" in message
+    assert "resumed with 1" in message
+
+
+def test_train_state_keeps_the_best_epoch_and_applies_patience() -> None:
+    state = TrainState()
+    rows = [0.2, 0.5, 0.4, 0.5]
+    improved = [
+        state.end_epoch({"epoch": i + 1, "val_anomaly_miou": v}, True, i == 3, patience=2)
+        for i, v in enumerate(rows)
+    ]
+    assert improved == [True, True, False, False]  # a tie is no improvement
+    assert (state.epoch, state.best_epoch, state.best_score) == (4, 2, 0.5)
+    assert state.bad_epochs == 2 and state.stopped_early and len(state.history) == 4
+    unvalidated = TrainState()
+    assert not unvalidated.end_epoch({"epoch": 1, "val_anomaly_miou": None}, False, False, 1)
+    assert unvalidated.end_epoch({"epoch": 2, "val_anomaly_miou": None}, False, True, 1)
+    assert unvalidated.best_epoch == 2 and not unvalidated.stopped_early
 
 
 # ------------------------------------------------------------------------------ the EMA
@@ -330,6 +359,37 @@ def test_config_errors_name_the_file(tmp_path: Path) -> None:
         TrainConfig.load(imgsz=100)
 
 
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("epochs: [1\n", r"broken\.yaml: cannot read the settings \(while parsing"),
+        ("- 1\n- 2\n", r"broken\.yaml: cannot read the settings \(expected a mapping"),
+        ("epochs: 2\nimgsz: 100\nlearning_rate: 1\n", r"broken\.yaml: invalid training"),
+    ],
+    ids=["unparsable", "not-a-mapping", "invalid-values"],
+)
+def test_config_file_errors_are_config_errors_of_one_paragraph(
+    tmp_path: Path, text: str, match: str
+) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match) as caught:
+        TrainConfig.load(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_direct_construction_and_assignment_raise_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"epochs: Input should be .*\(got 'many'\)"):
+        TrainConfig(epochs="many")
+    with pytest.raises(ConfigError, match="backbone_weights is set but backbone_init"):
+        TrainConfig(backbone_init="random", backbone_weights=Path("w.pth"))
+    cfg = TrainConfig()
+    with pytest.raises(ConfigError, match="imgsz: must be a multiple of 14"):
+        cfg.imgsz = 100
+    cfg.imgsz = 112
+    assert cfg.imgsz == 112
+
+
 def test_cli_passes_only_given_flags_and_resume_reuses_the_run_config(
     dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -365,11 +425,12 @@ def test_cli_passes_only_given_flags_and_resume_reuses_the_run_config(
 
 
 def test_resume_without_a_finished_epoch_points_to_overwrite(tmp_path: Path) -> None:
-    from boxes2pixels.distill.distiller import run_dir_problem
-
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("epochs: 2\n")  # what a run killed in epoch 1 leaves
     assert "--overwrite" in run_dir_problem(run, resume=True, overwrite=False)
     assert "--overwrite" in run_dir_problem(run, resume=False, overwrite=False)
     assert run_dir_problem(run, resume=False, overwrite=True) == ""
+    assert "--overwrite" in resume_hint(run)
+    (run / "last.ckpt").write_bytes(b"")
+    assert "--resume" in resume_hint(run) and "last.ckpt" in resume_hint(run)

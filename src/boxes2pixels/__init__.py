@@ -31,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "boxes2pixels.config",
     "Distiller": "boxes2pixels.distill",
     "DistillationLoss": "boxes2pixels.distill",
-    "train": "boxes2pixels.distill.distiller",
+    "train": "boxes2pixels.distill",
     # use and measure
     "predict_files": "boxes2pixels.predict",
     "load_student": "boxes2pixels.predict",

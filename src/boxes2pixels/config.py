@@ -114,7 +114,7 @@ class TrainConfig(BaseSettings):
     @classmethod
     def _multiple_of_14(cls, v: int) -> int:
         if v % 14:
-            raise ValueError(f"imgsz must be a multiple of 14 (the ViT patch size), got {v}")
+            raise ValueError(f"must be a multiple of 14 (the ViT patch size), got {v}")
         return v
 
     @model_validator(mode="after")
@@ -142,6 +142,29 @@ class TrainConfig(BaseSettings):
                 sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
         return tuple(sources)
 
+    def __init__(self, **values: Any) -> None:
+        """Validate ``values`` over the environment (and the config file of :meth:`load`).
+
+        Raises:
+            ConfigError: a value is invalid (one paragraph naming the file, when there is one,
+                and every invalid field).
+        """
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, _CONFIG_FILE.get())) from exc
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Assign a field, validated like the constructor's values.
+
+        Raises:
+            ConfigError: the value is invalid.
+        """
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, None)) from exc
+
     @classmethod
     def load(cls, config_file: str | Path | None = None, **overrides: Any) -> TrainConfig:
         """Build a configuration from the four layers.
@@ -166,14 +189,14 @@ class TrainConfig(BaseSettings):
         token = _CONFIG_FILE.set(path)
         try:
             return cls(**explicit)
-        except ValidationError as exc:
-            where = f"{path}: " if path is not None else ""
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-            )
-            raise ConfigError(f"{where}invalid training configuration ({problems})") from exc
-        except (OSError, ValueError) as exc:  # unreadable or unparsable file
-            raise ConfigError(f"{path}: cannot read config file ({exc})") from exc
+        except ConfigError:
+            raise
+        except (OSError, ValueError, TypeError, yaml.YAMLError) as exc:  # unreadable, unparsable
+            where = path if path is not None else "B2P_* environment"
+            detail = " ".join(str(exc).split())
+            if isinstance(exc, TypeError):  # e.g. a YAML list instead of a mapping
+                detail = "expected a mapping of setting names to values"
+            raise ConfigError(f"{where}: cannot read the settings ({detail})") from exc
         finally:
             _CONFIG_FILE.reset(token)
 
@@ -190,3 +213,19 @@ class TrainConfig(BaseSettings):
     def to_yaml(self) -> str:
         """The configuration as YAML (paths as strings), as written to ``RUN_DIR/config.yaml``."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    """One paragraph naming the file (when there is one) and every invalid field."""
+    problems = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            message = "unknown setting (not a field of TrainConfig)"
+        else:
+            message = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] != "value_error" and not isinstance(err.get("input"), dict):
+                message += f" (got {err.get('input')!r})"
+        problems.append(f"{field}: {message}" if field else message)
+    where = f"{path}: " if path is not None else ""
+    return f"{where}invalid training configuration: " + "; ".join(problems)

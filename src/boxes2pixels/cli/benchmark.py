@@ -7,7 +7,18 @@ from pathlib import Path
 
 import typer
 
-from ._common import console, handle_errors
+from ._common import (
+    BackboneInitOpt,
+    BackboneModeOpt,
+    BackboneWeightsOpt,
+    ConfigFileOpt,
+    ImgszOpt,
+    OptionalBatchOpt,
+    OptionalDeviceOpt,
+    OptionalPrecisionOpt,
+    handle_errors,
+    say,
+)
 
 
 def _encoder_weights(values: list[str] | None) -> dict[str, Path] | None:
@@ -48,24 +59,13 @@ def benchmark_command(
         "student-no-binary, student-no-detail, unet, deeplabv3, segformer.",
     ),
     epochs: int | None = typer.Option(None, "--epochs", help="Epochs per run (default 200)."),
-    imgsz: int | None = typer.Option(
-        None, "--imgsz", help="Training size, a multiple of 14 (default 518)."
-    ),
-    batch: int | None = typer.Option(None, "--batch", help="Images per step."),
-    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps."),
-    precision: str | None = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16."),
-    backbone_init: str | None = typer.Option(
-        None, "--backbone-init", help="Students' backbone: pretrained (default) | random."
-    ),
-    backbone_mode: str | None = typer.Option(
-        None,
-        "--backbone-mode",
-        help="Students' backbone training: bitfit (default) | frozen | full. Use full with "
-        "--backbone-init random (a random frozen backbone collapses).",
-    ),
-    backbone_weights: Path | None = typer.Option(
-        None, "--backbone-weights", help="Local DINOv2 weights file for the students."
-    ),
+    imgsz: ImgszOpt = None,
+    batch: OptionalBatchOpt = None,
+    device: OptionalDeviceOpt = None,
+    precision: OptionalPrecisionOpt = None,
+    backbone_init: BackboneInitOpt = None,
+    backbone_mode: BackboneModeOpt = None,
+    backbone_weights: BackboneWeightsOpt = None,
     encoder_init: str = typer.Option(
         "imagenet", "--encoder-init", help="Baselines' encoders: imagenet (default) | random."
     ),
@@ -76,15 +76,14 @@ def benchmark_command(
     ),
     split: str = typer.Option("test", "--split", help="Split to predict and score."),
     panels: int = typer.Option(8, "--panels", min=0, help="Test images in comparison panels."),
-    config: Path | None = typer.Option(
-        None, "--config", help="Training config file (YAML/TOML) shared by every run."
-    ),
+    config: ConfigFileOpt = None,
 ) -> None:
     """Train each run on the same pseudo-masks and compare them on ground truth.
 
     Writes OUT/summary.csv, OUT/summary.md (the paper's Table 1 layout plus binary
     precision/recall and per-class IoU) and OUT/panels/*.png (image, ground truth and each
-    run's prediction). Finished runs are skipped when the command is run again.
+    run's prediction). Finished runs are skipped when the command is run again. The
+    backbone options apply to the students, the encoder options to the baselines.
 
     Examples:
 
@@ -95,15 +94,16 @@ def benchmark_command(
     from ..benchmark import run_benchmark
     from ..config import TrainConfig
     from ..student import RandomBackboneWarning
+    from ..student.backbone import collapse_warning
 
     base = TrainConfig.load(config) if config is not None else None
-    init = backbone_init or (base.backbone_init if base else "pretrained")
-    mode = backbone_mode or (base.backbone_mode if base else "bitfit")
-    if init == "random" and mode != "full":
-        console.print(
-            f"[yellow]warning:[/] random backbone with backbone mode {mode}: its features "
-            "collapse and the students barely learn; use --backbone-mode full."
-        )
+    problem = collapse_warning(
+        backbone_init or (base.backbone_init if base else "pretrained"),
+        backbone_mode or (base.backbone_mode if base else "bitfit"),
+        base.train_layerscale if base else False,
+    )
+    if problem:
+        say("[yellow]warning:[/] ", problem)
     with warnings.catch_warnings():  # said above in the CLI's own words
         warnings.simplefilter("ignore", RandomBackboneWarning)
         result = run_benchmark(
@@ -126,13 +126,13 @@ def benchmark_command(
             split=split,
             panels=panels,
             config=base,
-            say=lambda msg: console.print(f"[bold]benchmark[/] {msg}", highlight=False),
+            say=lambda msg: say("[bold]benchmark[/] ", msg),
         )
     typer.echo(result.summary_md.read_text(encoding="utf-8"))
-    console.print(
+    say(
+        "",
         f"wrote {result.summary_csv}, {result.summary_md} and {len(result.panels)} panels "
         f"in {result.out / 'panels'}",
-        highlight=False,
     )
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import DeviceOpt, console, handle_errors
+from ._common import DeviceOpt, SeedOpt, handle_errors, say
 
 
 @handle_errors
@@ -37,9 +37,15 @@ def demo_command(
         help="SAM / MobileSAM weights: a local file or hf://owner/repo/path/file.",
     ),
     device: DeviceOpt = "auto",
-    seed: int = typer.Option(0, "--seed", help="Seed of the generated data and of training."),
+    seed: SeedOpt = 0,
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Delete the demo's earlier outputs in --out and start again."
+    ),
+    keep_checkpoint: bool = typer.Option(
+        False,
+        "--keep-checkpoint",
+        help="Keep the training checkpoints (last.ckpt, about half of the folder) once the demo "
+        "has finished; only resuming an interrupted training run needs them.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No stage messages or progress bars."),
 ) -> None:
@@ -53,8 +59,8 @@ def demo_command(
     from rich.console import Console
     from rich.table import Table
 
-    from ..demo import run_demo
-    from ..report import ROW_LABELS, fmt
+    from ..demo import ROW_LABELS, run_demo
+    from ..reporting import METRIC_LABELS, format_metric
 
     result = run_demo(
         out,
@@ -62,32 +68,35 @@ def demo_command(
         backbone_init=backbone_init,
         teacher=teacher,
         checkpoint=checkpoint,
-        seed=seed,
+        seed=seed or 0,
         device=device,
         overwrite=overwrite,
         progress=not quiet,
+        keep_checkpoint=keep_checkpoint,
     )
+    columns = ("miou", "anomaly_miou", "anomaly_f1", "binary_iou")
     stdout = Console()
     table = Table(title=f"test split vs ground truth ({result.scores['student'].images} images)")
-    for column in ("model", "mIoU", "anomaly mIoU", "anomaly F1", "binary IoU"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+    table.add_column("model", justify="left")
+    for key in columns:
+        table.add_column(METRIC_LABELS[key], justify="right")
     for key, scores in result.scores.items():
         d = scores.to_dict()
-        table.add_row(
-            ROW_LABELS.get(key, key),
-            *(fmt(d[k]) for k in ("miou", "anomaly_miou", "anomaly_f1", "binary_iou")),
-        )
+        table.add_row(ROW_LABELS.get(key, key), *(format_metric(d[k]) for k in columns))
     stdout.print(table)
     if result.random_backbone:
-        console.print(
-            "[yellow]note:[/] the student's backbone used RANDOM weights "
-            f"({result.backbone_note}); this run demonstrates the pipeline, not the paper's "
-            "accuracy.",
-            highlight=False,
+        say(
+            "[yellow]note:[/] ",
+            f"the student's backbone used RANDOM weights ({result.backbone_note}); this run "
+            "demonstrates the pipeline, not the paper's accuracy.",
         )
     if result.ablation_note and not quick:
-        console.print(f"student without self-correction: {result.ablation_note}", highlight=False)
-    stdout.print(f"report: {result.report_html}  (Markdown: {result.report_md})", highlight=False)
+        say("", f"student without self-correction: {result.ablation_note}")
+    stdout.print(
+        f"report: {result.report_html}  (Markdown: {result.report_md})",
+        markup=False,
+        highlight=False,
+    )
     stdout.print(f"finished in {result.seconds:.0f} s", highlight=False)
 
 

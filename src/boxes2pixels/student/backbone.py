@@ -180,6 +180,25 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def collapse_warning(init: str, mode: str, train_layerscale: bool = False) -> str | None:
+    """Why a random backbone that is not fully trained gives collapsed features, or None.
+
+    The one rule behind every warning about it (``Student``, ``b2p train``, ``b2p benchmark``):
+    DINOv2's LayerScale starts at 1e-5 in timm, so when the random blocks (and LayerScale) stay
+    frozen they barely change their input and all feature maps are nearly identical.
+    """
+    if init != "random" or mode == "full" or train_layerscale:
+        return None
+    return (
+        f"random backbone with backbone mode '{mode}': the backbone weights (and DINOv2's "
+        "LayerScale, which starts at 1e-5) stay frozen, so its features collapse (the feature "
+        "maps are nearly identical) and the student barely learns. To train from random "
+        "weights use --backbone-mode full (backbone_mode='full' in Python, or "
+        "train_layerscale=True); for real use load "
+        "pretrained weights."
+    )
+
+
 class Backbone(nn.Module):
     """A timm ViT that returns normalised feature maps of chosen blocks (N×D×H/p×W/p each).
 

@@ -1,9 +1,9 @@
 """Batched inference shared by every model with the student's contract.
 
-The contract: callable on a normalised N×3×H×W tensor as ``model(x, heads=("fine",))``,
-returning ``{"fine": logits}``, with ``mean``, ``std``, ``imgsz`` and a letterbox multiple
-(``patch_size`` or ``multiple``). ``Student``, the baselines and the ONNX runtime wrapper all
-predict through :func:`predict_label_maps`.
+The contract (``boxes2pixels.models.SegmentationModel``): callable on a normalised N×3×H×W
+tensor as ``model(x, heads=("fine",))``, returning ``{"fine": logits}``, with ``mean``,
+``std``, ``imgsz`` and a letterbox multiple ``patch_size``. ``Student``, the baselines and
+the ONNX runtime wrapper all predict through :func:`predict_label_maps`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,18 @@ from ..device import resolve_device, resolve_precision
 from ..geometry import letterbox, normalize, unletterbox_logits
 
 
+def model_device(model: Any) -> torch.device:
+    """Where a model's inputs go: a torch module's parameter device, else the CPU.
+
+    Models run outside PyTorch (onnxruntime) take CPU tensors and return CPU tensors.
+    """
+    if isinstance(model, nn.Module):
+        param = next(model.parameters(), None)
+        if param is not None:
+            return param.device
+    return torch.device("cpu")
+
+
 def predict_label_maps(
     model: Any,
     images: np.ndarray | Sequence[np.ndarray],
@@ -33,12 +45,12 @@ def predict_label_maps(
     """``Student.predict`` for any model with the student's contract.
 
     ``model`` must be callable on a normalised N×3×H×W tensor and return ``{"fine": logits}``,
-    and have ``mean``, ``std``, ``imgsz`` and a letterbox multiple (``patch_size`` or
-    ``multiple``). Each image is letterboxed (long side ``imgsz``, padded at the bottom and
-    right to the multiple), images of equal letterboxed size are batched, and the fine
-    logits are cropped, resized bilinearly to the image's size and argmaxed, exactly as
-    ``Student.predict`` does. Torch modules run in eval mode under ``torch.inference_mode``
-    with ``precision`` autocast (and channels-last for bf16 on the CPU).
+    and have ``mean``, ``std``, ``imgsz`` and a letterbox multiple ``patch_size``. Each image
+    is letterboxed (long side ``imgsz``, padded at the bottom and right to the multiple),
+    images of equal letterboxed size are batched, and the fine logits are cropped, resized
+    bilinearly to the image's size and argmaxed, exactly as ``Student.predict`` does. Torch
+    modules run in eval mode under ``torch.inference_mode`` with ``precision`` autocast (and
+    channels-last for bf16 on the CPU).
 
     Returns:
         One H×W ``uint8`` label map per image.
@@ -48,15 +60,12 @@ def predict_label_maps(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
     size = int(imgsz or model.imgsz)
-    multiple = int(getattr(model, "patch_size", None) or getattr(model, "multiple", 14))
+    multiple = int(model.patch_size)
     is_module = isinstance(model, nn.Module)
-    dev = torch.device("cpu")
-    dtype = None
-    if is_module:
-        if device is not None:
-            model.to(resolve_device(device))
-        dev = next(model.parameters()).device
-        dtype = resolve_precision(precision, dev)
+    if is_module and device is not None:
+        model.to(resolve_device(device))
+    dev = model_device(model)
+    dtype = resolve_precision(precision, dev) if is_module else None
     channels_last = is_module and dtype is torch.bfloat16 and dev.type == "cpu"
     autocast = (
         torch.autocast(device_type=dev.type, dtype=dtype) if dtype is not None else nullcontext()

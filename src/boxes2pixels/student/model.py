@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from huggingface_hub import ModelCardData, PyTorchModelHubMixin
+from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
@@ -22,6 +22,7 @@ from .backbone import (
     DEFAULT_BACKBONE,
     Backbone,
     backbone_weights_skipped,
+    collapse_warning,
     no_backbone_weights,
 )
 from .decoder import Decoder
@@ -163,22 +164,9 @@ class Student(
             "std": self.std,
             "train_layerscale": train_layerscale,
         }
-        if (
-            backbone_init == "random"
-            and backbone_mode != "full"
-            and not train_layerscale
-            and self.backbone.has_layerscale
-            and not backbone_weights_skipped()
-        ):
-            warnings.warn(
-                f"random backbone with backbone_mode='{backbone_mode}': timm's DINOv2 starts "
-                "LayerScale at 1e-5 and it is not trained in this mode, so the blocks barely "
-                "change their input and the feature maps collapse. To train from random weights "
-                "use backbone_mode='full' or train_layerscale=True; "
-                "for real use load pretrained weights.",
-                RandomBackboneWarning,
-                stacklevel=2,
-            )
+        problem = collapse_warning(backbone_init, backbone_mode, train_layerscale)
+        if problem and self.backbone.has_layerscale and not backbone_weights_skipped():
+            warnings.warn(problem, RandomBackboneWarning, stacklevel=2)
 
     # ------------------------------------------------------------------ description
     @property
@@ -359,73 +347,9 @@ class Student(
 
     def model_card(self, dataset: str | None = None, notes: str | None = None, **_: Any) -> str:
         """Markdown model card: architecture, initialisation, classes, usage and metrics."""
-        info = self.describe()
-        data = ModelCardData(
-            library_name="boxes2pixels",
-            license="mit",
-            pipeline_tag="image-segmentation",
-            tags=["boxes2pixels", "image-segmentation", "weak-supervision", "defect-detection"],
-        )
-        lines = [
-            "---",
-            data.to_yaml(),
-            "---",
-            "",
-            "# Boxes2Pixels student",
-            "",
-            "A compact defect segmentation model distilled from box-prompted pseudo-masks "
-            "(Boxes2Pixels): a timm ViT backbone with a hierarchical decoder, a detail branch "
-            "and binary + fine heads.",
-            "",
-        ]
-        if self.random_backbone:
-            lines += [
-                "> **Random backbone.** This model's backbone was initialised with random "
-                "weights, not pretrained DINOv2 features; its predictions are not meaningful "
-                "for real use.",
-                "",
-            ]
-        lines += ["## Model", "", "| field | value |", "|---|---|"]
-        for key in (
-            "backbone",
-            "backbone_init",
-            "backbone_mode",
-            "backbone_blocks",
-            "feature_indices",
-            "detail_branch",
-            "binary_head",
-            "imgsz",
-            "parameters",
-            "trainable_parameters",
-        ):
-            lines.append(f"| {key} | {info[key]} |")
-        lines += ["", "## Classes", "", "| value | class |", "|---|---|"]
-        lines += [f"| {i} | {name} |" for i, name in enumerate(self.class_names)]
-        if dataset:
-            lines += ["", "## Data", "", str(dataset)]
-        lines += ["", "## Metrics", ""]
-        if self.metrics:
-            lines += _metrics_markdown(self.metrics)
-        else:
-            lines.append("Not evaluated yet.")
-        if notes:
-            lines += ["", "## Notes", "", str(notes)]
-        lines += [
-            "",
-            "## Usage",
-            "",
-            "```python",
-            "from boxes2pixels.student import Student",
-            "from boxes2pixels.io import read_image",
-            "",
-            'model = Student.from_pretrained("path/or/hub-id")',
-            'label_map = model.predict(read_image("image.jpg"))[0]',
-            "```",
-            "",
-            "Label maps: 0 background, k+1 for YOLO class k.",
-            "",
-        ]
-        return "\n".join(lines)
+        from .card import model_card
+
+        return model_card(self, dataset=dataset, notes=notes)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -490,25 +414,3 @@ class Student(
         model.to(map_location)
         model.eval()
         return model
-
-
-def _metrics_markdown(metrics: dict[str, Any]) -> list[str]:
-    lines = ["| metric | value |", "|---|---|"]
-    per_class: dict[str, Any] | None = None
-    for key, value in metrics.items():
-        if key == "per_class" and isinstance(value, dict):
-            per_class = value
-        elif isinstance(value, float):
-            lines.append(f"| {key} | {value:.4f} |")
-        elif isinstance(value, (int, str, bool)):
-            lines.append(f"| {key} | {value} |")
-    if per_class:
-        fields = sorted({f for v in per_class.values() if isinstance(v, dict) for f in v})
-        lines += ["", "| class | " + " | ".join(fields) + " |", "|---" * (len(fields) + 1) + "|"]
-        for name, values in per_class.items():
-            cells = [
-                f"{values[f]:.4f}" if isinstance(values.get(f), float) else str(values.get(f, ""))
-                for f in fields
-            ]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines

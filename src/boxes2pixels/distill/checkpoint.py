@@ -1,0 +1,268 @@
+"""The run directory of a training run and what makes it resumable.
+
+Layout (DESIGN.md "Losses and training"):
+
+- ``config.yaml``: the full resolved configuration;
+- ``metrics.csv``: one row per epoch;
+- ``best/``: the EMA student of the best epoch, saved with ``save_pretrained``;
+- ``last.ckpt``: everything needed to continue exactly (model, EMA, optimiser, scheduler,
+  grad scaler, the loop's counters and history, the number of processes, RNG states),
+  written atomically at the end of every epoch;
+- ``tensorboard/``: event files (see :mod:`.progress`).
+
+Only rank 0 writes; every rank reads ``last.ckpt`` when resuming.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import shutil
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+from ..errors import Boxes2PixelsError, CheckpointError
+from ..io import atomic_path, remove_outputs, write_text_atomic
+from .ddp import DDPContext
+from .state import TrainState
+
+CHECKPOINT_NAME = "last.ckpt"
+CHECKPOINT_FORMAT = "boxes2pixels.last/1"
+BEST_NAME = "best"
+METRICS_NAME = "metrics.csv"
+CONFIG_NAME = "config.yaml"
+RUN_OUTPUTS = (BEST_NAME, CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME, "tensorboard")
+# The objects a checkpoint restores through ``load_state_dict``, in this order.
+STATE_PARTS = ("model", "ema", "optimizer", "scheduler", "scaler")
+# Settings that may differ between a run and its resumption without changing the result.
+_RUNTIME_KEYS = {"resume", "overwrite", "progress", "workers", "device", "data", "masks", "out"}
+
+
+class Stateful(Protocol):
+    """Anything with ``state_dict`` / ``load_state_dict`` (modules, optimisers, schedulers)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any], /) -> Any: ...
+
+
+# ----------------------------------------------------------------------------- run folder
+def run_dir_problem(run: Path, resume: bool, overwrite: bool) -> str:
+    """Why ``run`` cannot be used as a run directory (an empty string when it can).
+
+    A new run needs a missing or empty directory unless ``overwrite``; ``resume`` needs
+    ``run/last.ckpt``.
+    """
+    run = Path(run)
+    if resume:
+        ckpt = run / CHECKPOINT_NAME
+        if ckpt.is_file():
+            return ""
+        return (
+            f"{ckpt}: nothing to resume (no epoch of this run finished); start the run again "
+            "with --overwrite instead of --resume"
+        )
+    if run.exists() and not run.is_dir():
+        return f"{run}: exists and is not a directory"
+    if run.is_dir() and any(run.iterdir()) and not overwrite:
+        return (
+            f"{run}: run directory is not empty; pass --resume to continue the run in it, "
+            "--overwrite to replace its results, or choose another --out"
+        )
+    return ""
+
+
+def resume_hint(run: Path) -> str:
+    """What to do after the run in ``run`` was interrupted: resume it, or start it again
+    when no epoch finished."""
+    ckpt = Path(run) / CHECKPOINT_NAME
+    if ckpt.is_file():
+        return (
+            f"the last finished epoch is in {ckpt}; continue with the same command and "
+            "--resume (the interrupted epoch starts again from its beginning)."
+        )
+    return (
+        "no epoch had finished, so there is nothing to resume; run the same command with "
+        "--overwrite to start again."
+    )
+
+
+def prepare_run_dir(config: TrainConfig, ddp: DDPContext) -> Path | None:
+    """Check the run directory (rank 0 decides) and write ``config.yaml`` into it.
+
+    Returns:
+        The checkpoint to resume from, or None for a new run.
+
+    Raises:
+        Boxes2PixelsError: the directory cannot be used (see :func:`run_dir_problem`).
+    """
+    run = Path(config.out)
+    problem = run_dir_problem(run, config.resume, config.overwrite) if ddp.is_main else ""
+    if ddp.from_main(bool(problem)):
+        raise Boxes2PixelsError(problem or f"{run}: rank 0 refused the run directory")
+    if ddp.is_main:
+        run.mkdir(parents=True, exist_ok=True)
+        if not config.resume and config.overwrite:
+            remove_outputs(run, RUN_OUTPUTS)
+        write_text_atomic(run / CONFIG_NAME, config.to_yaml())
+    ddp.barrier()
+    return run / CHECKPOINT_NAME if config.resume else None
+
+
+def write_metrics(run: Path, history: list[dict[str, Any]]) -> None:
+    """Write ``run/metrics.csv``: one row per epoch (None as an empty cell)."""
+    if not history:
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(history[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    write_text_atomic(run / METRICS_NAME, buf.getvalue())
+
+
+def save_best(model: nn.Module, run: Path, row: dict[str, Any]) -> None:
+    """Replace ``run/best`` with ``model`` (``save_pretrained``; the row's validation
+    metrics go into the model card), never leaving a half-written folder behind."""
+    metrics: dict[str, Any] = {
+        k: v for k, v in row.items() if k.startswith("val_") and v is not None
+    }
+    metrics["epoch"] = row["epoch"]
+    metrics["validated_against"] = "pseudo-masks of the validation split (EMA weights)"
+    tmp = run / ".best.tmp"
+    old = run / ".best.old"
+    for path in (tmp, old):
+        if path.exists():
+            shutil.rmtree(path)
+    model.save_pretrained(tmp, metrics=metrics)
+    best = run / BEST_NAME
+    if best.exists():
+        best.rename(old)
+    tmp.rename(best)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+# ---------------------------------------------------------------------------- checkpoint
+def save_checkpoint(
+    path: Path,
+    state: TrainState,
+    parts: Mapping[str, Stateful],
+    config: TrainConfig,
+    world_size: int,
+) -> None:
+    """Write ``last.ckpt`` atomically.
+
+    Args:
+        path: the file to write.
+        state: the loop's counters and history.
+        parts: the objects named in ``STATE_PARTS``.
+        config: the run's configuration (compared on resume).
+        world_size: number of processes (a resumed run must use as many).
+    """
+    payload: dict[str, Any] = {"format": CHECKPOINT_FORMAT, **asdict(state)}
+    payload.update({name: parts[name].state_dict() for name in STATE_PARTS})
+    payload["config"] = config.model_dump(mode="json")
+    payload["world_size"] = world_size
+    payload["rng"] = rng_state()
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(
+    path: Path,
+    parts: Mapping[str, Stateful],
+    config: TrainConfig,
+    ddp: DDPContext,
+) -> TrainState:
+    """Restore ``parts`` and the RNG states from ``path``; returns the loop's saved state.
+
+    Settings that differ from the checkpoint's (other than run-time ones such as ``device``
+    or ``workers``) are listed in a warning on rank 0.
+
+    Raises:
+        CheckpointError: the file is unreadable or foreign, does not fit the student or the
+            configuration, or was written by a run with another number of processes.
+    """
+    try:
+        ckpt = torch.load(path, map_location=ddp.device, weights_only=True)
+    except Exception as exc:  # corrupt, truncated or foreign file
+        raise CheckpointError(f"{path}: cannot read checkpoint ({exc})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a boxes2pixels training checkpoint")
+    saved_world = int(ckpt.get("world_size", 1))
+    if saved_world != ddp.world_size:
+        raise CheckpointError(
+            f"{path}: the run was trained with {saved_world} process(es) and cannot be resumed "
+            f"with {ddp.world_size}: the data shards, steps per epoch and learning-rate "
+            f"schedule depend on it. Resume with {saved_world} process(es) (WORLD_SIZE="
+            f"{saved_world}), or start a new run with --overwrite or another --out"
+        )
+    try:
+        for name in STATE_PARTS:
+            parts[name].load_state_dict(ckpt[name])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path}: checkpoint does not fit this student/configuration ({exc})"
+        ) from exc
+    current = config.model_dump(mode="json")
+    changed = sorted(
+        k
+        for k, v in ckpt.get("config", {}).items()
+        if k not in _RUNTIME_KEYS and current.get(k) != v
+    )
+    if changed and ddp.is_main:
+        warnings.warn(
+            f"{path}: resuming with settings that differ from the checkpoint's: "
+            + ", ".join(changed),
+            stacklevel=2,
+        )
+    set_rng_state(ckpt["rng"])
+    return TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState)})
+
+
+# ------------------------------------------------------------------------------ RNG state
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """The global RNG states, in a form ``torch.load(weights_only=True)`` reads back."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": [
+            np_state[0],
+            torch.from_numpy(np_state[1].astype(np.int64)),
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4]),
+        ],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
