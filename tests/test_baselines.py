@@ -103,6 +103,7 @@ def test_save_and_load_round_trip(tmp_path) -> None:
     assert config["encoder_init"] == "random"
     loaded = BaselineModel.from_pretrained(tmp_path / "m")
     assert loaded.class_names == ["background", "dirt", "damage"]
+    assert loaded.random_backbone  # the recorded encoder_init, not the rebuild's
     x = torch.randn(1, 3, 64, 64)
     with torch.inference_mode():
         assert torch.allclose(loaded(x)["fine"], model(x)["fine"])

@@ -181,21 +181,9 @@ def test_cli_reports_missing_and_rejects_model_with_pred(
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from boxes2pixels.student import Student
-
-    torch.manual_seed(0)
-    student = Student(
-        num_classes=3,
-        class_names=NAMES,
-        backbone_init="random",
-        backbone_mode="full",
-        imgsz=56,
-    )
+def model_dir(tiny_student, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("run")
-    student.save_pretrained(run / "best")
+    tiny_student.save_pretrained(run / "best")
     return run
 
 
@@ -285,3 +273,62 @@ def test_evaluate_model_rejects_dataset_with_other_classes(model_dir: Path, tmp_
     other = _write_yaml(tmp_path / "other", ["crack"])
     with pytest.raises(Boxes2PixelsError, match="crack"):
         evaluate(model=model_dir, data_yaml=other, masks=gt, device="cpu", progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every kind of model: a baseline folder and an exported .onnx file
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def baseline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    from boxes2pixels.baselines import BaselineModel
+
+    torch.manual_seed(0)
+    model = BaselineModel("unet", num_classes=3, class_names=NAMES, encoder_init="random", imgsz=64)
+    folder = tmp_path_factory.mktemp("unet")
+    model.save_pretrained(folder / "best")  # the layout `b2p benchmark` writes
+    return folder
+
+
+@pytest.fixture(scope="module")
+def onnx_file(make_student, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    from boxes2pixels.export import export_onnx
+
+    torch.manual_seed(0)
+    model = make_student(
+        class_names=NAMES, backbone="test_vit", backbone_mode="full", decoder_channels=32, imgsz=64
+    ).eval()
+    path = tmp_path_factory.mktemp("onnx") / "student.onnx"
+    export_onnx(model, path, imgsz=64, dynamic=True)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["baseline", "onnx"])
+def test_cli_evaluate_a_baseline_folder_or_an_onnx_file(
+    kind: str, baseline_dir: Path, onnx_file: Path, tmp_path: Path
+) -> None:
+    """Scoring the model equals scoring the masks `b2p predict` wrote with it."""
+    model = str(baseline_dir if kind == "baseline" else onnx_file)
+    yaml, gt = _tiny_dataset(tmp_path / "ds")
+    runner = CliRunner()
+    pred = tmp_path / "pred"
+    images = str(tmp_path / "ds" / "images" / "test")
+    res = runner.invoke(app, ["predict", model, images, "--out", str(pred), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        app,
+        ["evaluate", "--pred", str(pred), "--masks", str(gt), "--json", str(tmp_path / "p.json")],
+    )
+    assert res.exit_code == 0, res.output
+    args = ["evaluate", model, str(yaml), "--masks", str(gt), "--device", "cpu"]
+    res = runner.invoke(app, [*args, "--json", str(tmp_path / "m.json")])
+    assert res.exit_code == 0, res.output
+    assert "randomly initialised" in res.output
+    from_model = json.loads((tmp_path / "m.json").read_text())
+    assert from_model["images"] == 3
+    assert from_model == json.loads((tmp_path / "p.json").read_text())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import onnx
 import onnxruntime  # noqa: F401
@@ -12,25 +10,22 @@ import pytest
 import torch
 
 from boxes2pixels.errors import Boxes2PixelsError, CheckpointError
-from boxes2pixels.export import OnnxStudent, export_onnx, load_model
+from boxes2pixels.export import export_onnx
+from boxes2pixels.models import load_model
+from boxes2pixels.onnx_runtime import OnnxStudent
 
 
 @pytest.fixture(scope="module")
-def student():
-    from boxes2pixels.student import Student
-
+def student(make_student):
     torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = Student(
-            num_classes=3,
-            class_names=["background", "dirt", "damage"],
-            backbone="test_vit",
-            backbone_init="random",
-            backbone_mode="full",
-            decoder_channels=32,
-            imgsz=64,
-        )
+    model = make_student(
+        num_classes=3,
+        class_names=["background", "dirt", "damage"],
+        backbone="test_vit",
+        backbone_mode="full",
+        decoder_channels=32,
+        imgsz=64,
+    )
     # non-trivial BatchNorm statistics, so a wrong eval/train mode would show
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
@@ -168,7 +163,7 @@ def test_load_model_and_cli_export(student, tmp_path) -> None:
     from boxes2pixels.cli.main import app
 
     student.save_pretrained(tmp_path / "run" / "best")
-    assert type(load_model(tmp_path / "run")).__name__ == "Student"
+    assert type(load_model(tmp_path / "run", device="cpu")).__name__ == "Student"
     out = tmp_path / "m.onnx"
     result = CliRunner().invoke(
         app,
@@ -198,16 +193,12 @@ def test_failed_check_leaves_no_file(student, tmp_path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_dynamic_export_of_a_patch_14_student_serves_every_patch_multiple(tmp_path) -> None:
+def test_dynamic_export_of_a_patch_14_student_serves_every_patch_multiple(
+    make_student, tmp_path
+) -> None:
     """Regression: with DINOv2's patch 14, sides that are odd multiples of 14 are not
     multiples of 4, so the decoder resizes its output; the graph must keep that resize."""
-    from boxes2pixels.student import Student
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = Student(
-            backbone_init="random", backbone_mode="full", decoder_channels=32, imgsz=56
-        ).eval()
+    model = make_student(backbone_mode="full", decoder_channels=32, imgsz=56).eval()
     path = tmp_path / "p14.onnx"
     export_onnx(model, path, imgsz=56, dynamic=True)  # its check also runs a 70×84 input
     runner = OnnxStudent(path)

@@ -14,37 +14,17 @@ from typer.testing import CliRunner
 from boxes2pixels.cli.main import app
 from boxes2pixels.errors import Boxes2PixelsError, CheckpointError
 from boxes2pixels.io import read_image, read_mask, write_rgb
-from boxes2pixels.predict import (
-    SUMMARY_NAME,
-    describe_regions,
-    load_student,
-    predict_files,
-    predict_tiled,
-    ramp_weights,
-    tile_starts,
-)
+from boxes2pixels.models import load_student
+from boxes2pixels.predict import SUMMARY_NAME, describe_regions, predict_files
+from boxes2pixels.tiling import predict_tiled, ramp_weights, tile_starts
 
 NAMES = ["background", "dirt", "damage"]
 
 
 @pytest.fixture(scope="module")
-def student():
-    from boxes2pixels.student import Student
-
-    torch.manual_seed(0)
-    return Student(
-        num_classes=3,
-        class_names=NAMES,
-        backbone_init="random",
-        backbone_mode="full",
-        imgsz=56,
-    ).eval()
-
-
-@pytest.fixture(scope="module")
-def run_dir(student, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_dir(tiny_student, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("run")
-    student.save_pretrained(run / "best")
+    tiny_student.save_pretrained(run / "best")
     return run
 
 
@@ -60,13 +40,13 @@ def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_load_student_from_run_folder_and_model_folder(student, run_dir: Path) -> None:
+def test_load_student_from_run_folder_and_model_folder(tiny_student, run_dir: Path) -> None:
     a = load_student(run_dir, "cpu")
     b = load_student(run_dir / "best", "cpu")
     assert a.class_names == NAMES
     x = torch.zeros(1, 3, 56, 56)
     with torch.inference_mode():
-        assert torch.equal(a(x)["fine"], student(x)["fine"])
+        assert torch.equal(a(x)["fine"], tiny_student(x)["fine"])
         assert torch.equal(b(x)["fine"], a(x)["fine"])
     assert not a.training
 
@@ -230,17 +210,17 @@ def test_ramp_weights_are_positive_and_flat_inside() -> None:
     assert np.allclose(w, w[::-1])
 
 
-def test_tiled_matches_untiled_when_the_image_fits_one_tile(student) -> None:
+def test_tiled_matches_untiled_when_the_image_fits_one_tile(tiny_student) -> None:
     img = _image(56, 42, seed=3)
-    untiled = student.predict([img], precision="fp32")[0]
-    tiled = predict_tiled(student, img, tile_size=56, overlap=0.25)
+    untiled = tiny_student.predict([img], precision="fp32")[0]
+    tiled = predict_tiled(tiny_student, img, tile_size=56, overlap=0.25)
     assert tiled.shape == untiled.shape == (56, 42)
     assert (tiled == untiled).mean() > 0.95
 
 
-def test_tiled_on_a_large_image_keeps_its_size(student) -> None:
+def test_tiled_on_a_large_image_keeps_its_size(tiny_student) -> None:
     img = _image(70, 100, seed=4)  # 2 × 3 windows of 56
-    tiled = predict_tiled(student, img, tile_size=56, overlap=0.25, batch_size=3)
+    tiled = predict_tiled(tiny_student, img, tile_size=56, overlap=0.25, batch_size=3)
     assert tiled.shape == (70, 100)
     assert tiled.dtype == np.uint8 and tiled.max() < 3
 
@@ -258,6 +238,7 @@ class _PerPixel(torch.nn.Module):
             )
             self.conv.bias.zero_()
         self.mean, self.std, self.imgsz = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 28
+        self.patch_size = 14
 
     def forward(self, x: torch.Tensor, heads: object = None) -> dict[str, torch.Tensor]:
         return {"fine": self.conv(x)}
@@ -313,3 +294,73 @@ def test_tiled_memory_is_bounded_by_a_strip_not_the_image() -> None:
     assert (labels == 1).all()
     whole_image_logits = 3 * h * w * 4  # what blending full-size logits would need: 26 MB
     assert peak < whole_image_logits / 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Every kind of model: a baseline folder and an exported .onnx file
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def baseline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from boxes2pixels.baselines import BaselineModel
+
+    torch.manual_seed(0)
+    model = BaselineModel("unet", num_classes=3, class_names=NAMES, encoder_init="random", imgsz=64)
+    folder = tmp_path_factory.mktemp("unet")
+    model.save_pretrained(folder / "best")  # the layout `b2p benchmark` writes
+    return folder
+
+
+@pytest.fixture(scope="module")
+def onnx_file(make_student, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from boxes2pixels.export import export_onnx
+
+    torch.manual_seed(0)
+    model = make_student(
+        class_names=NAMES, backbone="test_vit", backbone_mode="full", decoder_channels=32, imgsz=64
+    ).eval()
+    path = tmp_path_factory.mktemp("onnx") / "student.onnx"
+    export_onnx(model, path, imgsz=64, dynamic=True)
+    return path
+
+
+def test_cli_predict_on_a_baseline_folder(baseline_dir: Path, tmp_path: Path) -> None:
+    write_rgb(tmp_path / "src" / "a.png", _image(40, 70))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        app, ["predict", str(baseline_dir), str(tmp_path / "src"), "--out", str(out), "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert read_mask(out / "a.png").shape == (40, 70)
+    recorded = json.loads((out / SUMMARY_NAME).read_text())
+    assert recorded["class_names"] == NAMES and recorded["random_backbone"] is True
+    assert recorded["settings"]["runtime"] == "torch"
+    assert "randomly initialised" in res.output
+
+
+def test_cli_predict_on_an_onnx_file_picks_onnxruntime(onnx_file: Path, tmp_path: Path) -> None:
+    write_rgb(tmp_path / "src" / "a.png", _image(40, 70))
+    write_rgb(tmp_path / "src" / "b.png", _image(64, 30))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        app, ["predict", str(onnx_file), str(tmp_path / "src"), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert read_mask(out / "a.png").shape == (40, 70)
+    assert read_mask(out / "b.png").shape == (64, 30)
+    assert json.loads((out / SUMMARY_NAME).read_text())["settings"]["runtime"] == "onnx"
+
+
+def test_runtime_that_does_not_fit_the_model_is_a_clear_error(
+    onnx_file: Path, run_dir: Path, baseline_dir: Path, tmp_path: Path
+) -> None:
+    write_rgb(tmp_path / "src" / "a.png", _image(20, 20))
+    with pytest.raises(Boxes2PixelsError, match="onnxruntime"):
+        predict_files(onnx_file, tmp_path / "src", tmp_path / "o1", runtime="torch", progress=False)
+    with pytest.raises(Boxes2PixelsError, match=r"\.onnx file"):
+        predict_files(run_dir, tmp_path / "src", tmp_path / "o2", runtime="onnx", progress=False)
+    with pytest.raises(Boxes2PixelsError, match="unknown runtime 'tflite'"):
+        predict_files(run_dir, tmp_path / "src", tmp_path / "o3", runtime="tflite", progress=False)
+    with pytest.raises(CheckpointError, match="not a student"):
+        load_student(baseline_dir, "cpu")

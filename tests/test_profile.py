@@ -3,38 +3,34 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import pytest
 import torch
 from torch import nn
 
 from boxes2pixels.errors import Boxes2PixelsError
+from boxes2pixels.measure import (
+    count_gmacs,
+    count_params,
+    precision_context,
+    time_call,
+    time_interleaved,
+)
 from boxes2pixels.profile import (
     JSON_KEYS,
     ProfileRow,
-    count_gmacs,
-    count_params,
     format_table,
+    latency_ratio,
     parse_models,
+    profile_json,
     profile_models,
-    time_call,
 )
 
 
-def tiny_student():
-    from boxes2pixels.student import Student
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return Student(
-            num_classes=3,
-            backbone="test_vit",
-            backbone_init="random",
-            backbone_mode="full",
-            decoder_channels=32,
-            imgsz=32,
-        )
+@pytest.fixture(scope="module")
+def small_student(make_student):
+    """A test_vit student (patch 16) at 32 px: the fastest model to time."""
+    return make_student(backbone="test_vit", backbone_mode="full", decoder_channels=32, imgsz=32)
 
 
 def test_count_params_splits_trainable() -> None:
@@ -66,8 +62,8 @@ def test_parse_models() -> None:
         parse_models("student,pspnet")
 
 
-def test_profile_rows_and_ratios() -> None:
-    rows = profile_models("student,unet", imgsz=48, repeats=2, warmup=0, student=tiny_student())
+def test_profile_rows_and_ratios(small_student) -> None:
+    rows = profile_models("student,unet", imgsz=48, repeats=2, warmup=0, student=small_student)
     assert [r.name for r in rows] == ["student", "unet"]
     student, unet = rows
     assert student.input_hw == (48, 48)
@@ -80,23 +76,21 @@ def test_profile_rows_and_ratios() -> None:
     assert unet.images_per_s == pytest.approx(1000.0 / unet.latency_ms)
 
 
-def test_profile_bf16_uses_autocast() -> None:
-    from boxes2pixels.profile import precision_context
-
+def test_profile_bf16_uses_autocast(small_student) -> None:
     with precision_context("bf16", torch.device("cpu")):
         assert torch.is_autocast_enabled("cpu")
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16
     with precision_context("fp32", torch.device("cpu")):
         assert not torch.is_autocast_enabled("cpu")
     rows = profile_models(
-        "student", imgsz=32, precision="bf16", repeats=1, warmup=0, student=tiny_student()
+        "student", imgsz=32, precision="bf16", repeats=1, warmup=0, student=small_student
     )
     assert rows[0].precision == "bf16" and rows[0].latency_ms > 0
 
 
-def test_student_imgsz_must_fit_patch() -> None:
+def test_student_imgsz_must_fit_patch(small_student) -> None:
     with pytest.raises(Boxes2PixelsError, match="patch size 16"):
-        profile_models("student", imgsz=40, repeats=1, warmup=0, student=tiny_student())
+        profile_models("student", imgsz=40, repeats=1, warmup=0, student=small_student)
 
 
 def test_format_table_shows_every_row() -> None:
@@ -110,12 +104,12 @@ def test_format_table_shows_every_row() -> None:
     assert "- segformer: x" in text
 
 
-def test_cli_json_keys(tmp_path) -> None:
+def test_cli_json_keys(small_student, tmp_path) -> None:
     from typer.testing import CliRunner
 
     from boxes2pixels.cli.main import app
 
-    tiny_student().save_pretrained(tmp_path / "student")
+    small_student.save_pretrained(tmp_path / "student")
     out = tmp_path / "profile.json"
     result = CliRunner().invoke(
         app,
@@ -146,11 +140,21 @@ def test_cli_json_keys(tmp_path) -> None:
 
 
 def test_time_interleaved_runs_round_robin() -> None:
-    from boxes2pixels.profile import time_interleaved
-
     order: list[str] = []
     times = time_interleaved(
         [lambda: order.append("a"), lambda: order.append("b")], repeats=2, warmup=1
     )
     assert order == ["a", "b"] * 3
     assert [len(t) for t in times] == [2, 2]
+
+
+def test_json_names_rows_of_later_precisions_and_ratios() -> None:
+    fp32 = [
+        ProfileRow("student", 10, 5, 1.0, 10.0, 100.0, 1.0, (518, 518), "fp32"),
+        ProfileRow("segformer", 20, 20, 2.0, 25.0, 40.0, 2.5, (512, 512), "fp32"),
+    ]
+    bf16 = [ProfileRow("student", 10, 5, 1.0, 5.0, 200.0, 1.0, (518, 518), "bf16")]
+    items = profile_json([("fp32", fp32), ("bf16", bf16)])
+    assert [i["name"] for i in items] == ["student", "segformer", "student@bf16"]
+    assert latency_ratio(fp32, "student", "segformer") == pytest.approx(0.4)
+    assert latency_ratio(bf16, "student", "segformer") is None

@@ -4,7 +4,7 @@ The public API, imported lazily so ``import boxes2pixels`` stays fast::
 
     from boxes2pixels import label_dataset, load_teacher      # boxes -> pseudo-masks
     from boxes2pixels import Student, Distiller, TrainConfig  # train the student
-    from boxes2pixels import predict_files, evaluate          # use and score it
+    from boxes2pixels import load_model, predict_files, evaluate  # use and score it
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ _EXPORTS: dict[str, str] = {
     "train": "boxes2pixels.distill",
     # use and measure
     "predict_files": "boxes2pixels.predict",
-    "load_student": "boxes2pixels.predict",
+    "load_student": "boxes2pixels.models",
+    "load_model": "boxes2pixels.models",
+    "SegmentationModel": "boxes2pixels.models",
     "evaluate": "boxes2pixels.evaluate",
     "EvaluationResult": "boxes2pixels.evaluate",
     "ConfusionMatrix": "boxes2pixels.metrics",

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -247,6 +248,11 @@ class BaselineModel(nn.Module):
         return self.divisor
 
     @property
+    def random_backbone(self) -> bool:
+        """True when the encoder was initialised randomly (``encoder_init="random"``)."""
+        return self.encoder_init == "random"
+
+    @property
     def config(self) -> dict[str, Any]:
         """JSON-friendly constructor arguments (plus the model type), as saved."""
         return {
@@ -302,11 +308,21 @@ class BaselineModel(nn.Module):
             raise CheckpointError(f"{weights}: weights do not fit {cls.__name__} ({exc})") from exc
         return model.to(map_location).eval()
 
-    def predict(self, images: Any, **kwargs: Any) -> Any:
+    def predict(
+        self,
+        images: Any,
+        *,
+        imgsz: int | None = None,
+        batch_size: int = 4,
+        precision: str = "fp32",
+        device: str | torch.device | None = None,
+    ) -> list[np.ndarray]:
         """Label maps for images, with the same arguments and results as ``Student.predict``."""
         from .student.inference import predict_label_maps
 
-        return predict_label_maps(self, images, **kwargs)
+        return predict_label_maps(
+            self, images, imgsz=imgsz, batch_size=batch_size, precision=precision, device=device
+        )
 
 
 def read_baseline_config(directory: str | Path) -> dict[str, Any] | None:

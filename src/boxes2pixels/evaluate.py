@@ -25,7 +25,7 @@ from .io import read_image, read_mask
 from .metrics import IGNORE_INDEX, ConfusionMatrix, SegmentationScores
 
 if TYPE_CHECKING:
-    from .student import Student
+    from .models import SegmentationModel
 
 
 @dataclass
@@ -59,6 +59,66 @@ class EvaluationResult:
     def to_dict(self) -> dict[str, object]:
         """The ``b2p evaluate --json`` document: exactly the keys of ``SegmentationScores``."""
         return self.scores.to_dict()
+
+    def notes(self) -> list[tuple[str, str]]:
+        """What the reader should know besides the scores, as ``(kind, text)`` pairs.
+
+        ``kind`` is ``note`` or ``warning``: a random backbone, ground-truth masks without a
+        prediction, unreadable images, and split images without ground truth.
+        """
+        notes: list[tuple[str, str]] = []
+        if self.random_backbone:
+            notes.append(
+                (
+                    "note",
+                    "this model's backbone was randomly initialised (test/demo model), so "
+                    "these figures say nothing about the method.",
+                )
+            )
+        if self.missing_predictions:
+            shown = ", ".join(self.missing_predictions[:5])
+            more = len(self.missing_predictions) - 5
+            notes.append(
+                (
+                    "warning",
+                    f"{len(self.missing_predictions)} ground-truth masks had no prediction and "
+                    f"were scored as all background: {shown}"
+                    + (f" (and {more} more)" if more > 0 else ""),
+                )
+            )
+        notes += [("warning", f"unreadable image {image}") for image in self.unreadable]
+        if self.unscored_images:
+            notes.append(
+                (
+                    "note",
+                    f"{len(self.unscored_images)} images of the split have no ground-truth mask "
+                    f"and were not scored (first: {self.unscored_images[0]})",
+                )
+            )
+        return notes
+
+
+def command_inputs(
+    model: str | None, data_yaml: Path | None, pred: Path | None
+) -> tuple[str | None, Path | None]:
+    """The ``(model, data_yaml)`` that ``b2p evaluate``'s positional arguments stand for.
+
+    With ``pred``, a single ``.yaml``/``.yml`` argument is the data.yaml (it names classes).
+
+    Raises:
+        Boxes2PixelsError: both a model and ``pred``, or a model without its data.yaml.
+    """
+    if pred is not None:
+        if data_yaml is None and model is not None and model.endswith((".yaml", ".yml")):
+            return None, Path(model)
+        if model is not None:
+            raise Boxes2PixelsError(
+                "give either MODEL DATA_YAML or --pred PRED_DIR, not both "
+                "(with --pred, an optional single argument is the data.yaml for class names)"
+            )
+    elif model is None or data_yaml is None:
+        raise Boxes2PixelsError("give MODEL and DATA_YAML, or --pred PRED_DIR")
+    return model, data_yaml
 
 
 def split_dir(folder: Path, split: str | None) -> Path:
@@ -147,7 +207,7 @@ def _progress_iter(items: list[Any], enabled: bool, label: str) -> Iterator[Any]
 def evaluate(
     *,
     masks: str | Path,
-    model: Student | str | Path | None = None,
+    model: SegmentationModel | str | Path | None = None,
     data_yaml: str | Path | None = None,
     split: str = "test",
     pred: str | Path | None = None,
@@ -166,7 +226,8 @@ def evaluate(
 
     Args:
         masks: ground-truth folder: ``masks/<split>/`` is used when it exists, else ``masks``.
-        model: a ``Student``, a run folder (``best/`` is used), a saved model folder or a Hub id.
+        model: a model object, a run folder (``best/`` is used), a saved student or baseline
+            folder, a Hub id or an ``.onnx`` file written by ``b2p export`` (``load_model``).
         data_yaml: the dataset's ``data.yaml`` (needed with ``model``; with ``pred`` it only
             supplies class names).
         split: dataset split to evaluate.
@@ -203,34 +264,9 @@ def evaluate(
         yaml_names = ["background", *dataset.names]
 
     if pred is not None:
-        pred_root = Path(pred)
-        if not pred_root.is_dir():
-            raise Boxes2PixelsError(f"{pred_root}: prediction folder not found")
-        pred_dir = split_dir(pred_root, split)
-        recorded = _predict_summary(pred_root, pred_dir)
-        names = class_names or yaml_names or _summary_names(recorded)
-        acc = _Accumulator(names)
-        missing: list[str] = []
-        for name in _progress_iter(gt_names, progress, "evaluate"):
-            gt_file = gt_dir / name
-            gt = _read_gt(gt_file)
-            pred_file = pred_dir / name
-            if pred_file.is_file():
-                p = read_mask(pred_file)
-                _check_size(p, gt, pred_file, gt_file)
-            else:
-                missing.append(name)
-                p = np.zeros_like(gt)
-            acc.update(p, gt, gt_file)
-        return EvaluationResult(
-            scores=acc.scores(),
-            gt_dir=gt_dir,
-            pred_dir=pred_dir,
-            model=str(recorded["model"]) if recorded.get("model") else None,
-            missing_predictions=missing,
-            random_backbone=bool(recorded.get("random_backbone", False)),
+        return _evaluate_pred(
+            Path(pred), gt_dir, gt_names, split, class_names or yaml_names, progress
         )
-
     if dataset is None:
         raise Boxes2PixelsError("evaluating a model needs the dataset's data.yaml")
     return _evaluate_model(
@@ -248,6 +284,42 @@ def evaluate(
     )
 
 
+def _evaluate_pred(
+    pred_root: Path,
+    gt_dir: Path,
+    gt_names: list[str],
+    split: str,
+    class_names: list[str] | None,
+    progress: bool,
+) -> EvaluationResult:
+    """Score the mask PNGs below ``pred_root`` (or ``pred_root/<split>``)."""
+    if not pred_root.is_dir():
+        raise Boxes2PixelsError(f"{pred_root}: prediction folder not found")
+    pred_dir = split_dir(pred_root, split)
+    recorded = _predict_summary(pred_root, pred_dir)
+    acc = _Accumulator(class_names or _summary_names(recorded))
+    missing: list[str] = []
+    for name in _progress_iter(gt_names, progress, "evaluate"):
+        gt_file = gt_dir / name
+        gt = _read_gt(gt_file)
+        pred_file = pred_dir / name
+        if pred_file.is_file():
+            p = read_mask(pred_file)
+            _check_size(p, gt, pred_file, gt_file)
+        else:
+            missing.append(name)
+            p = np.zeros_like(gt)
+        acc.update(p, gt, gt_file)
+    return EvaluationResult(
+        scores=acc.scores(),
+        gt_dir=gt_dir,
+        pred_dir=pred_dir,
+        model=str(recorded["model"]) if recorded.get("model") else None,
+        missing_predictions=missing,
+        random_backbone=bool(recorded.get("random_backbone", False)),
+    )
+
+
 def _evaluate_model(
     *,
     model: Any,
@@ -262,50 +334,33 @@ def _evaluate_model(
     precision: str,
     progress: bool,
 ) -> EvaluationResult:
-    from .predict import backbone_is_random, load_student
+    from .models import backbone_is_random, load_model
 
     if batch_size < 1:
         raise Boxes2PixelsError(f"batch size must be at least 1, got {batch_size}")
-    spec = None if hasattr(model, "state_dict") else str(model)
-    student = load_student(model, device)
-    if student.num_classes != dataset.num_classes:
+    spec = str(model) if isinstance(model, (str, Path)) else None
+    loaded = load_model(model, device=device)
+    if loaded.num_classes != dataset.num_classes:
         raise DatasetError(
             f"{dataset.yaml_path}: {len(dataset.names)} classes ({', '.join(dataset.names)}) but "
-            f"the model predicts {student.num_classes - 1} defect classes "
-            f"({', '.join(student.class_names[1:])})"
+            f"the model predicts {loaded.num_classes - 1} defect classes "
+            f"({', '.join(loaded.class_names[1:])})"
         )
-    names = class_names or list(student.class_names)
-
+    acc = _Accumulator(class_names or list(loaded.class_names))
     images = {dataset.mask_name(p, split): p for p in dataset.images(split)}
     gt_set = set(gt_names)
-    unscored = sorted(str(p) for n, p in images.items() if n not in gt_set)
-    acc = _Accumulator(names)
     missing: list[str] = []
     unreadable: list[str] = []
-
     batches = [gt_names[i : i + batch_size] for i in range(0, len(gt_names), batch_size)]
     for group in _progress_iter(batches, progress, "evaluate"):
-        loaded: list[tuple[str, np.ndarray]] = []
-        for name in group:
-            if name not in images:
-                missing.append(name)
-                continue
-            try:
-                loaded.append((name, read_image(images[name])))
-            except ImageReadError:
-                missing.append(name)
-                unreadable.append(str(images[name]))
+        readable = _read_group(group, images, missing, unreadable)
+        arrays = [img for _, img in readable]
         preds = (
-            student.predict(
-                [img for _, img in loaded],
-                imgsz=imgsz,
-                batch_size=batch_size,
-                precision=precision,
-            )
-            if loaded
+            loaded.predict(arrays, imgsz=imgsz, batch_size=batch_size, precision=precision)
+            if arrays
             else []
         )
-        by_name = {n: p for (n, _), p in zip(loaded, preds, strict=True)}
+        by_name = {n: p for (n, _), p in zip(readable, preds, strict=True)}
         for name in group:
             gt_file = gt_dir / name
             gt = _read_gt(gt_file)
@@ -315,13 +370,30 @@ def _evaluate_model(
             else:
                 p = np.zeros_like(gt)
             acc.update(p, gt, gt_file)
-
     return EvaluationResult(
         scores=acc.scores(),
         gt_dir=gt_dir,
         model=spec,
         missing_predictions=missing,
         unreadable=unreadable,
-        unscored_images=unscored,
-        random_backbone=backbone_is_random(student),
+        unscored_images=sorted(str(p) for n, p in images.items() if n not in gt_set),
+        random_backbone=backbone_is_random(loaded),
     )
+
+
+def _read_group(
+    group: list[str], images: dict[str, Path], missing: list[str], unreadable: list[str]
+) -> list[tuple[str, np.ndarray]]:
+    """The readable images of a group of mask names; the others are added to ``missing``
+    (and, when the file exists but cannot be read, to ``unreadable``)."""
+    loaded: list[tuple[str, np.ndarray]] = []
+    for name in group:
+        if name not in images:
+            missing.append(name)
+            continue
+        try:
+            loaded.append((name, read_image(images[name])))
+        except ImageReadError:
+            missing.append(name)
+            unreadable.append(str(images[name]))
+    return loaded

@@ -1,10 +1,11 @@
-"""ONNX export of a trained model and prediction with onnxruntime (optional extra ``onnx``).
+"""ONNX export of a trained model, checked against PyTorch (optional extra ``onnx``).
 
 :func:`export_onnx` writes an ONNX file whose input is ``image`` (a normalised B×3×H×W
 float32 batch, like ``Student.forward``) and whose outputs are the model's logits (``fine``,
 and ``binary`` with ``heads="all"``). The model's class names, normalisation, input size and
-patch multiple travel inside the file as metadata, so :class:`OnnxStudent` can predict from
-the file alone with the same preprocessing and the same results as ``Student.predict``.
+patch multiple travel inside the file as metadata, so
+:class:`~boxes2pixels.onnx_runtime.OnnxStudent` (what ``load_model`` returns for the file)
+predicts from the file alone with the same preprocessing and results as ``Student.predict``.
 After writing, the export is checked: onnxruntime's outputs must match PyTorch's within
 ``atol`` on a random input.
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,21 +30,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import Boxes2PixelsError, CheckpointError
+from .errors import Boxes2PixelsError
+from .io import atomic_path
+from .models import load_model, resolve_model_dir
+from .onnx_runtime import METADATA_KEY, OnnxStudent, import_onnx
 
-ONNX_INSTALL_HINT = "ONNX export needs onnx and onnxruntime: pip install 'boxes2pixels[onnx]'"
-METADATA_KEY = "boxes2pixels"
 DEFAULT_OPSET = 18
 HEADS = ("fine", "all")
-
-
-def _import_onnx() -> tuple[Any, Any]:
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError as exc:
-        raise Boxes2PixelsError(ONNX_INSTALL_HINT) from exc
-    return onnx, onnxruntime
+FORMATS = ("onnx",)
 
 
 class _Outputs(nn.Module):
@@ -79,10 +73,6 @@ class ExportResult:
     max_abs_diff: float | None
 
 
-def _model_divisor(model: nn.Module) -> int:
-    return int(getattr(model, "divisor", None) or getattr(model, "patch_size", None) or 14)
-
-
 def _model_metadata(
     model: nn.Module, hw: tuple[int, int], dynamic: bool, outputs: Sequence[str]
 ) -> dict[str, Any]:
@@ -99,7 +89,7 @@ def _model_metadata(
         "mean": [float(v) for v in model.mean],
         "std": [float(v) for v in model.std],
         "imgsz": int(getattr(model, "imgsz", max(hw))),
-        "multiple": _model_divisor(model),
+        "multiple": int(model.patch_size),
         "input_hw": list(hw),
         "dynamic": dynamic,
         "outputs": list(outputs),
@@ -151,16 +141,14 @@ def export_onnx(
         Boxes2PixelsError: onnx/onnxruntime are missing, the size is not a multiple of the
             patch size, or the check fails (the message gives the difference).
     """
-    onnx, _ = _import_onnx()
-    from .io import atomic_path
-
+    onnx, _ = import_onnx()
     if heads not in HEADS:
         raise Boxes2PixelsError(f"unknown heads '{heads}' (use {' or '.join(HEADS)})")
     if not isinstance(model, nn.Module):
-        model = load_model(model)
+        model = load_model(model, runtime="torch", device="cpu")
     model = model.eval().float().to("cpu")
     hw = _as_hw(imgsz if imgsz is not None else int(model.imgsz))
-    divisor = _model_divisor(model)
+    divisor = int(model.patch_size)
     if hw[0] % divisor or hw[1] % divisor:
         raise Boxes2PixelsError(
             f"export size {hw[0]}×{hw[1]} is not a multiple of the model's patch size {divisor}"
@@ -170,42 +158,12 @@ def export_onnx(
     with torch.inference_mode():
         reference = model(x)
     outputs = ("fine",) if heads == "fine" else tuple(reference)
-    wrapper = _Outputs(model, outputs).eval()
-    dynamic_shapes = None
-    if dynamic:
-        dim = torch.export.Dim
-        dynamic_shapes = {
-            "x": {
-                0: dim("batch", min=1, max=1024),
-                2: dim.AUTO if divisor == 1 else divisor * dim("h_patches", min=1, max=4096),
-                3: dim.AUTO if divisor == 1 else divisor * dim("w_patches", min=1, max=4096),
-            }
-        }
+    dynamic_shapes = _dynamic_shapes(divisor) if dynamic else None
     path = Path(path)
-    log = io.StringIO()
     with atomic_path(path) as tmp:
-        try:
-            with contextlib.redirect_stdout(log):  # the exporter prints its progress
-                program = torch.onnx.export(
-                    wrapper,
-                    (x,),
-                    dynamo=True,
-                    opset_version=opset,
-                    input_names=["image"],
-                    output_names=list(outputs),
-                    dynamic_shapes=dynamic_shapes,
-                    external_data=False,
-                    verbose=False,
-                )
-        except ImportError as exc:
-            raise Boxes2PixelsError(
-                f"ONNX export needs onnxscript ({exc}): pip install 'boxes2pixels[onnx]'"
-            ) from exc
-        except Exception as exc:  # the exporter raises many types; keep its log
-            raise Boxes2PixelsError(
-                f"{path}: ONNX export failed ({type(exc).__name__}: {exc})\n"
-                + log.getvalue()[-2000:]
-            ) from exc
+        program = _run_exporter(
+            _Outputs(model, outputs).eval(), x, outputs, dynamic_shapes, opset, path
+        )
         proto = program.model_proto
         meta = _model_metadata(model, hw, dynamic, outputs)
         del proto.metadata_props[:]
@@ -216,6 +174,51 @@ def export_onnx(
         # checked before the file takes its name: a failed check leaves no file behind
         diff = _verify(tmp, path, model, x, reference, outputs, divisor, atol) if verify else None
     return ExportResult(path=path, input_hw=hw, dynamic=dynamic, outputs=outputs, max_abs_diff=diff)
+
+
+def _dynamic_shapes(divisor: int) -> dict[str, Any]:
+    """Dynamic batch, and height and width in whole multiples of ``divisor``."""
+    dim = torch.export.Dim
+    return {
+        "x": {
+            0: dim("batch", min=1, max=1024),
+            2: dim.AUTO if divisor == 1 else divisor * dim("h_patches", min=1, max=4096),
+            3: dim.AUTO if divisor == 1 else divisor * dim("w_patches", min=1, max=4096),
+        }
+    }
+
+
+def _run_exporter(
+    wrapper: nn.Module,
+    x: torch.Tensor,
+    outputs: Sequence[str],
+    dynamic_shapes: dict[str, Any] | None,
+    opset: int,
+    path: Path,
+) -> Any:
+    """torch's ``torch.export``-based ONNX exporter, quiet; its log ends any error message."""
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log):  # the exporter prints its progress
+            return torch.onnx.export(
+                wrapper,
+                (x,),
+                dynamo=True,
+                opset_version=opset,
+                input_names=["image"],
+                output_names=list(outputs),
+                dynamic_shapes=dynamic_shapes,
+                external_data=False,
+                verbose=False,
+            )
+    except ImportError as exc:
+        raise Boxes2PixelsError(
+            f"ONNX export needs onnxscript ({exc}): pip install 'boxes2pixels[onnx]'"
+        ) from exc
+    except Exception as exc:  # the exporter raises many types; keep its log
+        raise Boxes2PixelsError(
+            f"{path}: ONNX export failed ({type(exc).__name__}: {exc})\n" + log.getvalue()[-2000:]
+        ) from exc
 
 
 def _verify(
@@ -254,131 +257,37 @@ def _verify(
     return diff
 
 
-def load_model(spec: str | Path) -> nn.Module:
-    """A saved student or baseline from a model folder or a run folder (``best/`` is used).
-
-    Raises:
-        CheckpointError: the folder holds neither.
-    """
-    from .baselines import BaselineModel, read_baseline_config
-    from .predict import load_student, resolve_model_dir
-
-    path = Path(spec).expanduser()
-    if path.exists():
-        folder = resolve_model_dir(path)
-        if read_baseline_config(folder) is not None:
-            return BaselineModel.from_pretrained(folder)
-    return load_student(spec, "cpu")
-
-
-class OnnxStudent:
-    """An exported model run by onnxruntime, with ``Student.predict``'s interface.
+def export_model(
+    model: str | Path,
+    out: str | Path | None = None,
+    *,
+    format: str = "onnx",
+    imgsz: int | Sequence[int] | None = None,
+    dynamic: bool = False,
+    opset: int = DEFAULT_OPSET,
+    heads: str = "fine",
+    progress: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """What ``b2p export`` does: export a saved model (or run's ``best/``) in ``format``.
 
     Args:
-        path: an ``.onnx`` file written by :func:`export_onnx`.
-        providers: onnxruntime execution providers (default: CUDA when available, then CPU).
-        threads: intra-op threads for the CPU provider (default: onnxruntime's choice).
-
-    Attributes:
-        num_classes, class_names, mean, std, imgsz, multiple: from the file's metadata.
-        config: the whole metadata dict (``backbone_init`` says whether weights were random).
+        model: a run folder (its ``best/`` model is used) or a saved student or baseline folder.
+        out: the file to write (default: ``MODEL_FOLDER/model.onnx``).
+        format: export format; only ``onnx``.
+        imgsz, dynamic, opset, heads: as for :func:`export_onnx`.
+        progress: called with a short message before the export starts.
 
     Raises:
-        CheckpointError: the file is missing, not ONNX, or was not written by ``export_onnx``.
+        Boxes2PixelsError: unknown format, or any error of :func:`export_onnx`.
+        CheckpointError: ``model`` is not a model folder.
     """
-
-    def __init__(
-        self,
-        path: str | Path,
-        providers: Sequence[str] | None = None,
-        threads: int | None = None,
-    ) -> None:
-        _, ort = _import_onnx()
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: ONNX file not found")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        available = ort.get_available_providers()
-        chosen = (
-            list(providers)
-            if providers
-            else [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    if format.lower() not in FORMATS:
+        raise Boxes2PixelsError(
+            f"unknown export format '{format}' (supported: {', '.join(FORMATS)})"
         )
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=chosen)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise CheckpointError(f"{path}: cannot load ONNX model ({exc})") from exc
-        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if raw is None:
-            raise CheckpointError(f"{path}: no boxes2pixels metadata (export it with `b2p export`)")
-        self.path = path
-        self.config: dict[str, Any] = json.loads(raw)
-        self.num_classes = int(self.config["num_classes"])
-        self.class_names = list(self.config["class_names"])
-        self.mean = tuple(self.config["mean"])
-        self.std = tuple(self.config["std"])
-        self.imgsz = int(self.config["imgsz"])
-        self.multiple = int(self.config["multiple"])
-        self.dynamic = bool(self.config["dynamic"])
-        self.input_hw = tuple(self.config["input_hw"])
-        self.backbone_init = self.config.get("backbone_init")
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        self._input_name = self.session.get_inputs()[0].name
-        shape = self.session.get_inputs()[0].shape
-        self.batch = shape[0] if isinstance(shape[0], int) else None
-
-    @property
-    def random_backbone(self) -> bool:
-        """True when the exported model's backbone was initialised randomly."""
-        return self.backbone_init == "random"
-
-    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw logits for a normalised float32 batch B×3×H×W, by output name."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if not self.dynamic and tuple(x.shape[2:]) != self.input_hw:
-            raise Boxes2PixelsError(
-                f"{self.path}: exported for {self.input_hw[0]}×{self.input_hw[1]} inputs, got "
-                f"{x.shape[2]}×{x.shape[3]}; re-export with --dynamic or --imgsz"
-            )
-        values = self.session.run(None, {self._input_name: x})
-        return dict(zip(self.output_names, values, strict=True))
-
-    def __call__(
-        self, x: torch.Tensor, heads: Sequence[str] | None = None
-    ) -> dict[str, torch.Tensor]:
-        """``Student.forward``'s contract on a torch tensor (runs on the CPU).
-
-        The graph computes the heads it was exported with; ``heads`` selects among them.
-        """
-        if self.batch is not None and x.shape[0] != self.batch:
-            parts = [self.run(x[i : i + 1].float().cpu().numpy()) for i in range(x.shape[0])]
-            names = [k for k in parts[0] if heads is None or k in heads]
-            return {k: torch.from_numpy(np.concatenate([p[k] for p in parts])) for k in names}
-        out = self.run(x.float().cpu().numpy())
-        return {k: torch.from_numpy(v) for k, v in out.items() if heads is None or k in heads}
-
-    def predict(
-        self,
-        images: Any,
-        *,
-        imgsz: int | None = None,
-        batch_size: int = 4,
-        precision: str = "fp32",
-        device: str | None = None,
-    ) -> list[np.ndarray]:
-        """Label maps (H×W ``uint8``, each at its image's size), like ``Student.predict``.
-
-        ``precision`` and ``device`` are accepted for compatibility; onnxruntime runs the
-        fp32 graph on the providers chosen at load time.
-        """
-        from .student.inference import predict_label_maps
-
-        return predict_label_maps(self, images, imgsz=imgsz, batch_size=batch_size)
-
-
-def load_onnx(path: str | Path, threads: int | None = None) -> OnnxStudent:
-    """Open an ONNX file written by :func:`export_onnx` for prediction."""
-    return OnnxStudent(path, threads=threads)
+    folder = resolve_model_dir(Path(model))
+    loaded = load_model(folder, runtime="torch", device="cpu")
+    target = Path(out) if out is not None else folder / "model.onnx"
+    if progress is not None:
+        progress(f"exporting {folder} to {target} ...")
+    return export_onnx(loaded, target, imgsz=imgsz, dynamic=dynamic, opset=opset, heads=heads)

@@ -1,271 +1,31 @@
-"""Prediction on image files: label maps, overlays, region reports and tiled inference.
+"""Prediction on image files: label maps, overlays and region reports.
 
-``predict_files`` is what ``b2p predict`` calls. It reads images one batch at a time, so
-memory does not grow with the number of images; ``tile=True`` segments each image at its
-full resolution with a sliding window whose memory is bounded by the tile size and the
-image width (see ``predict_tiled``).
+``predict_files`` is what ``b2p predict`` calls. It loads any model through
+:func:`~boxes2pixels.models.load_model` (a student or baseline folder, a run, a Hub id, an
+``.onnx`` file) and reads images one batch at a time, so memory does not grow with the
+number of images; ``tile=True`` segments each image at its full resolution with a sliding
+window whose memory is bounded by the tile size and the image width (see
+:func:`~boxes2pixels.tiling.predict_tiled`).
 """
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from .errors import Boxes2PixelsError, CheckpointError, ImageReadError
+from .errors import Boxes2PixelsError, ImageReadError
 from .io import list_images, read_image, write_json_atomic, write_mask, write_rgb
-
-if TYPE_CHECKING:
-    import torch
-
-    from .student import Student
+from .models import SegmentationModel, backbone_is_random, load_model, model_runtime
+from .tiling import predict_tiled
 
 SUMMARY_NAME = "b2p_predict.json"
 """File written into the output folder by ``predict_files``: settings, model, skipped images."""
-
-PATCH = 14
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-# --------------------------------------------------------------------------------------------
-# Loading a model
-# --------------------------------------------------------------------------------------------
-
-
-def _is_model_folder(path: Path) -> bool:
-    return (path / "config.json").is_file()
-
-
-def resolve_model_dir(path: Path) -> Path:
-    """The saved-model folder named by ``path``: ``path`` itself, or ``path/best`` for a run.
-
-    Raises:
-        CheckpointError: ``path`` holds neither a saved model nor a run with ``best/``.
-    """
-    if _is_model_folder(path):
-        return path
-    if _is_model_folder(path / "best"):
-        return path / "best"
-    if path.is_dir():
-        raise CheckpointError(
-            f"{path}: neither a saved model (no config.json) nor a training run "
-            f"(no best/config.json); pass a run folder, a model folder or a Hub id"
-        )
-    if not path.exists():
-        raise CheckpointError(
-            f"{path}: no such model; pass a run folder, a saved model folder or a Hub id"
-        )
-    raise CheckpointError(f"{path}: not a model folder (a saved model is a folder, not a file)")
-
-
-def load_student(spec: Student | str | Path, device: str | torch.device | None = "auto") -> Student:
-    """Load a student for inference and put it on ``device`` in eval mode.
-
-    Args:
-        spec: a ``Student`` (returned moved to ``device``), a training run folder (its
-            ``best/`` model is used), a folder written by ``save_pretrained``, or a Hugging
-            Face Hub id ``owner/name``. An existing local path always wins over a Hub id.
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-
-    Raises:
-        CheckpointError: the path is not a model, or the Hub id cannot be loaded.
-    """
-    from .device import resolve_device
-    from .student import Student
-
-    dev = resolve_device(device)
-    if isinstance(spec, Student):
-        return spec.to(dev).eval()
-    path = Path(spec).expanduser()
-    if path.exists():
-        model = Student.from_pretrained(str(resolve_model_dir(path)))
-    elif _HUB_ID.match(str(spec)):
-        try:
-            model = Student.from_pretrained(str(spec))
-        except Boxes2PixelsError:
-            raise
-        except Exception as exc:  # network, missing repo, offline mode: name the id
-            raise CheckpointError(
-                f"cannot load model '{spec}' from the Hugging Face Hub ({type(exc).__name__}: "
-                f"{exc}); no local folder of that name exists either"
-            ) from exc
-    else:
-        raise CheckpointError(
-            f"{spec}: no such model folder (and not a Hub id of the form owner/name)"
-        )
-    return model.to(dev).eval()
-
-
-def backbone_is_random(model: Any) -> bool:
-    """True when the model's backbone was initialised randomly (tests, the offline demo)."""
-    return bool(getattr(model, "random_backbone", False))
-
-
-# --------------------------------------------------------------------------------------------
-# Tiled inference
-# --------------------------------------------------------------------------------------------
-
-
-def _round_up(value: int, multiple: int = PATCH) -> int:
-    return int(math.ceil(value / multiple) * multiple)
-
-
-def _model_imgsz(model: Any) -> int:
-    size = getattr(model, "imgsz", None)
-    if size is None:
-        raise Boxes2PixelsError("the model has no imgsz; pass tile_size explicitly")
-    if isinstance(size, (tuple, list)):
-        size = max(size)
-    return int(size)
-
-
-def tile_starts(length: int, tile: int, stride: int) -> list[int]:
-    """Start offsets of evenly spaced windows of size ``tile`` covering ``0..length``.
-
-    The first window starts at 0 and the last ends exactly at ``length``; there are as few
-    windows as keep every step at most ``stride`` (so neighbours overlap by at least
-    ``tile - stride``). A length up to the tile gives one window at 0.
-    """
-    if length <= tile:
-        return [0]
-    n = math.ceil((length - tile) / stride) + 1
-    return [round(i * (length - tile) / (n - 1)) for i in range(n)]
-
-
-def ramp_weights(tile: int, overlap: int) -> np.ndarray:
-    """1-D blending weights: a linear ramp over ``overlap`` pixels at each end, 1 inside.
-
-    Never zero, so pixels near the image border that only one tile covers keep a weight.
-    """
-    i = np.arange(tile, dtype=np.float32)
-    ramp = float(max(overlap, 1))
-    return np.minimum(1.0, np.minimum(i + 1, tile - i) / (ramp + 1)).astype(np.float32)
-
-
-def _logits(model: Any, batch: np.ndarray, device: torch.device, dtype: Any) -> np.ndarray:
-    """Fine-head logits (B×C×h×w float32, numpy) of a batch of B×h×w×3 ``uint8`` tiles."""
-    import torch
-
-    from .geometry import normalize
-
-    x = normalize(batch, model.mean, model.std).to(device)
-    with (
-        torch.inference_mode(),
-        torch.autocast(
-            device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-        ),
-    ):
-        out = model(x, heads=("fine",))["fine"]
-    return out.float().cpu().numpy()
-
-
-def predict_tiled(
-    model: Student,
-    image: np.ndarray,
-    *,
-    tile_size: int | None = None,
-    overlap: float = 0.25,
-    batch_size: int = 4,
-    precision: str = "fp32",
-    callback: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """Segment one image at full resolution with overlapping tiles and blended logits.
-
-    Windows of ``tile_size`` pixels (rounded up to a multiple of 14; default the model's
-    ``imgsz``) slide with ``overlap`` (fraction of the tile) over the unscaled image. Each
-    tile's fine-head logits are weighted by a linear ramp towards its edges and summed; the
-    label of a pixel is the argmax of that sum. Rows are finished as soon as no later tile
-    can reach them, so memory holds one strip of ``C × tile × width`` logits, never the
-    whole image's: a 5280×2970 photo needs about 35 MB of logits at tile 518 with 3 classes.
-
-    Args:
-        model: the student (on its device, in eval mode).
-        image: RGB ``uint8`` H×W×3.
-        tile_size: window side in pixels.
-        overlap: fraction of the tile shared by neighbouring windows, in ``[0, 0.9]``.
-        batch_size: tiles per forward pass.
-        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (autocast dtype).
-        callback: called as ``callback(tiles_done, tiles_total)`` after each forward pass.
-
-    Returns:
-        H×W ``uint8`` label map.
-    """
-    from .device import resolve_precision
-
-    if not 0.0 <= overlap <= 0.9:
-        raise Boxes2PixelsError(f"tile overlap must be between 0 and 0.9, got {overlap}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an H×W×3 RGB image, got shape {image.shape}")
-    device = next(model.parameters()).device
-    dtype = resolve_precision(precision, device)
-    tile = _round_up(tile_size or _model_imgsz(model))
-    h, w = image.shape[:2]
-    th, tw = min(tile, _round_up(h)), min(tile, _round_up(w))
-    ph, pw = max(h, th), max(w, tw)  # the image padded so every window is full
-    stride_h = max(1, round(th * (1 - overlap)))
-    stride_w = max(1, round(tw * (1 - overlap)))
-    ys, xs = tile_starts(ph, th, stride_h), tile_starts(pw, tw, stride_w)
-    weight = ramp_weights(th, th - stride_h)[:, None] * ramp_weights(tw, tw - stride_w)[None, :]
-
-    labels = np.zeros((h, w), dtype=np.uint8)
-    # Ring buffer of weighted logit sums: image row r lives in buffer row r % th. Rows above
-    # the next window's start are final; they are argmaxed and their buffer rows reused.
-    ring: np.ndarray | None = None  # C × th × pw
-    top = 0  # first image row not yet written to ``labels``
-
-    def ring_spans(start: int, count: int) -> Iterator[tuple[int, int, int]]:
-        """(buffer row, image offset, length) pieces of image rows start..start+count."""
-        first = start % th
-        head = min(count, th - first)
-        yield first, 0, head
-        if count > head:
-            yield 0, head, count - head
-
-    def flush(upto: int) -> None:
-        nonlocal top
-        upto = min(upto, ph)
-        if ring is None or upto <= top:
-            return
-        for row, offset, length in ring_spans(top, upto - top):
-            for a in range(0, length, 64):  # argmax in slices: small int64 temporaries
-                b = min(length, a + 64)
-                r0, r1 = top + offset + a, top + offset + b
-                if r0 < h:
-                    block = ring[:, row + a : row + b, :w].argmax(axis=0).astype(np.uint8)
-                    labels[r0 : min(r1, h)] = block[: min(r1, h) - r0]
-            ring[:, row : row + length] = 0
-        top = upto
-
-    total, done = len(ys) * len(xs), 0
-    for y in ys:
-        flush(y)
-        rows = image[y : y + th]
-        for i in range(0, len(xs), batch_size):
-            chunk = xs[i : i + batch_size]
-            # black padding where a window runs past the image, as the letterbox does
-            batch = np.zeros((len(chunk), th, tw, 3), dtype=np.uint8)
-            for j, x in enumerate(chunk):
-                crop = rows[:, x : x + tw]
-                batch[j, : crop.shape[0], : crop.shape[1]] = crop
-            logits = _logits(model, batch, device, dtype)
-            if ring is None:
-                ring = np.zeros((logits.shape[1], th, pw), dtype=np.float32)
-            for j, x in enumerate(chunk):
-                weighted = logits[j] * weight
-                for row, offset, length in ring_spans(y, th):
-                    ring[:, row : row + length, x : x + tw] += weighted[:, offset : offset + length]
-            done += len(chunk)
-            if callback is not None:
-                callback(done, total)
-    flush(ph)
-    return labels
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,8 +168,109 @@ def _progress(enabled: bool) -> Any:
     )
 
 
+def _plan_outputs(
+    source: str | Path | Sequence[str | Path], images: list[Path], out: Path
+) -> dict[Path, Path]:
+    """Relative output stem of each image, after checking that ``out`` is not a source."""
+    if isinstance(source, (str, Path)):
+        root, folder_source = _source_root(source, images)
+        _check_out_dir(out, root, folder_source)
+    else:
+        for s in source:
+            r, f = _source_root(s, list_images(s) or images)
+            _check_out_dir(out, r, f)
+        root = Path(os.path.commonpath([str(p.parent.absolute()) for p in images]))
+    names = _output_names(images, root)
+    if any(n.as_posix() + ".json" == SUMMARY_NAME for n in names.values()):
+        raise Boxes2PixelsError(
+            f"an image's report would overwrite {out / SUMMARY_NAME}; rename that image"
+        )
+    return names
+
+
+def _write_outputs(
+    summary: PredictSummary,
+    stem: Path,
+    path: Path,
+    image: np.ndarray,
+    pred: np.ndarray,
+    class_names: list[str],
+    *,
+    overlay: bool,
+    json: bool,
+    alpha: float,
+) -> None:
+    """Write one image's mask (and overlay, region report) and record them in ``summary``."""
+    mask_path = stem.parent / (stem.name + ".png")
+    write_mask(mask_path, pred)
+    summary.masks.append(mask_path)
+    if overlay:
+        from .viz import add_legend, overlay_mask
+
+        vis = add_legend(overlay_mask(image, pred, alpha), class_names)
+        overlay_path = stem.parent / (stem.name + "_overlay.jpg")
+        write_rgb(overlay_path, vis)
+        summary.overlays.append(overlay_path)
+    if json:
+        report = {
+            "image": str(path),
+            "mask": mask_path.name,
+            "class_names": class_names,
+            "random_backbone": summary.random_backbone,
+            **describe_regions(pred, class_names),
+        }
+        report_path = stem.parent / (stem.name + ".json")
+        write_json_atomic(report_path, report)
+        summary.reports.append(report_path)
+
+
+def _read_group(group: list[Path], summary: PredictSummary) -> list[tuple[Path, np.ndarray]]:
+    """The readable images of ``group``; unreadable ones go to ``summary.skipped``."""
+    loaded: list[tuple[Path, np.ndarray]] = []
+    for path in group:
+        try:
+            loaded.append((path, read_image(path)))
+        except ImageReadError as exc:
+            summary.skipped.append((path, str(exc)))
+    return loaded
+
+
+def _segmenter(
+    model: SegmentationModel,
+    *,
+    tile: bool,
+    tile_size: int | None,
+    tile_overlap: float,
+    imgsz: int | None,
+    batch_size: int,
+    precision: str,
+) -> Callable[[list[np.ndarray], Callable[[int, int], None]], list[np.ndarray]]:
+    """``segment(images, on_tiles)``: label maps of a group, tiled or letterboxed whole."""
+
+    def tiled(arrays: list[np.ndarray], on_tiles: Callable[[int, int], None]) -> list[np.ndarray]:
+        return [
+            predict_tiled(
+                model,
+                img,
+                tile_size=tile_size,
+                overlap=tile_overlap,
+                batch_size=batch_size,
+                precision=precision,
+                callback=on_tiles,
+            )
+            for img in arrays
+        ]
+
+    def whole(arrays: list[np.ndarray], _: Callable[[int, int], None]) -> list[np.ndarray]:
+        if not arrays:
+            return []
+        return model.predict(arrays, imgsz=imgsz, batch_size=batch_size, precision=precision)
+
+    return tiled if tile else whole
+
+
 def predict_files(
-    model: Student | str | Path,
+    model: SegmentationModel | str | Path,
     source: str | Path | Sequence[str | Path],
     out: str | Path,
     *,
@@ -423,7 +284,7 @@ def predict_files(
     device: str = "auto",
     precision: str = "fp32",
     alpha: float = 0.5,
-    runtime: str = "torch",
+    runtime: str = "auto",
     progress: bool = True,
 ) -> PredictSummary:
     """Predict label maps for image files and write them under ``out``.
@@ -435,14 +296,15 @@ def predict_files(
     settings, the class names and the skipped files.
 
     Args:
-        model: a ``Student``, a run folder, a saved model folder or a Hub id (``load_student``).
+        model: a model object, a run folder, a saved student or baseline folder, a Hub id or
+            an ``.onnx`` file written by ``b2p export`` (see ``load_model``).
         source: an image file, a folder (searched recursively), a glob, or a list of those.
         out: output folder; must not be the source folder (nor inside a source folder).
         overlay: also write ``<name>_overlay.jpg``: the image with coloured classes and a legend.
         json: also write ``<name>.json`` (``describe_regions``): defect area per class and
             each connected defect region with its class, pixel area and box.
         tile: segment at full resolution with a sliding window (``predict_tiled``) instead of
-            resizing the image to the model's input size.
+            resizing the image to the model's input size (PyTorch models only).
         tile_size: window side for ``tile`` (default: ``imgsz``, else the model's ``imgsz``).
         tile_overlap: overlap of neighbouring windows as a fraction of the tile.
         imgsz: long side the image is resized to without ``tile`` (default: the model's).
@@ -450,12 +312,13 @@ def predict_files(
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         precision: ``fp32``, ``bf16``, ``fp16`` or ``auto``.
         alpha: opacity of the class colours in overlays.
-        runtime: ``torch`` (the model as saved) or ``onnx`` (``model`` is an ``.onnx`` file
-            written by ``b2p export``, run by onnxruntime; not with ``tile``).
+        runtime: ``auto`` (onnxruntime for an ``.onnx`` file, else PyTorch), ``torch`` or
+            ``onnx``.
         progress: show a progress bar on stderr.
 
     Raises:
-        Boxes2PixelsError: no images match ``source``, or ``out`` is a source folder.
+        Boxes2PixelsError: no images match ``source``, ``out`` is a source folder, or
+            ``tile`` is asked of an ONNX model.
     """
     start = time.perf_counter()
     if batch_size < 1:
@@ -464,35 +327,15 @@ def predict_files(
     if not images:
         raise Boxes2PixelsError(f"{source}: no images found (file, folder or glob)")
     out = Path(out)
-    if isinstance(source, (str, Path)):
-        root, folder_source = _source_root(source, images)
-        _check_out_dir(out, root, folder_source)
-        names = _output_names(images, root)
-    else:
-        for s in source:
-            r, f = _source_root(s, list_images(s) or images)
-            _check_out_dir(out, r, f)
-        root = Path(os.path.commonpath([str(p.parent.absolute()) for p in images]))
-        names = _output_names(images, root)
-    if any(n.as_posix() + ".json" == SUMMARY_NAME for n in names.values()):
+    names = _plan_outputs(source, images, out)
+    loaded_model = load_model(model, runtime=runtime, device=device)
+    used_runtime = model_runtime(loaded_model)
+    if tile and used_runtime == "onnx":
         raise Boxes2PixelsError(
-            f"an image's report would overwrite {out / SUMMARY_NAME}; rename that image"
+            "--tile runs a PyTorch model: pass the model folder, not the exported .onnx file"
         )
-
-    if runtime == "onnx":
-        if tile:
-            raise Boxes2PixelsError("--tile runs the PyTorch model; use --runtime torch with it")
-        from .export import load_onnx
-
-        student = load_onnx(model)
-    elif runtime == "torch":
-        student = load_student(model, device)
-    else:
-        raise Boxes2PixelsError(f"unknown runtime '{runtime}' (use torch or onnx)")
-    class_names = list(student.class_names)
-    summary = PredictSummary(out=out, random_backbone=backbone_is_random(student))
-    if overlay:
-        from .viz import add_legend, overlay_mask
+    class_names = list(loaded_model.class_names)
+    summary = PredictSummary(out=out, random_backbone=backbone_is_random(loaded_model))
 
     with _progress(progress) as bar:
         task = bar.add_task("predict", total=len(images)) if bar is not None else None
@@ -502,77 +345,46 @@ def predict_files(
             if bar is not None and tiles is not None:
                 bar.update(tiles, completed=done, total=total, visible=True)
 
+        segment = _segmenter(
+            loaded_model,
+            tile=tile,
+            tile_size=tile_size or imgsz,
+            tile_overlap=tile_overlap,
+            imgsz=imgsz,
+            batch_size=batch_size,
+            precision=precision,
+        )
         for group in _batches(images, 1 if tile else batch_size):
-            loaded: list[tuple[Path, np.ndarray]] = []
-            for path in group:
-                try:
-                    loaded.append((path, read_image(path)))
-                except ImageReadError as exc:
-                    summary.skipped.append((path, str(exc)))
-            if tile:
-                preds = [
-                    predict_tiled(
-                        student,
-                        img,
-                        tile_size=tile_size or imgsz,
-                        overlap=tile_overlap,
-                        batch_size=batch_size,
-                        precision=precision,
-                        callback=on_tiles,
-                    )
-                    for _, img in loaded
-                ]
-            elif loaded:
-                preds = student.predict(
-                    [img for _, img in loaded],
-                    imgsz=imgsz,
-                    batch_size=batch_size,
-                    precision=precision,
-                )
-            else:
-                preds = []
+            loaded = _read_group(group, summary)
+            preds = segment([img for _, img in loaded], on_tiles)
             for (path, img), pred in zip(loaded, preds, strict=True):
-                stem = out / names[path]
-                mask_path = stem.parent / (stem.name + ".png")
-                write_mask(mask_path, pred)
-                summary.masks.append(mask_path)
-                if overlay:
-                    vis = add_legend(overlay_mask(img, pred, alpha), class_names)
-                    overlay_path = stem.parent / (stem.name + "_overlay.jpg")
-                    write_rgb(overlay_path, vis)
-                    summary.overlays.append(overlay_path)
-                if json:
-                    report = {
-                        "image": str(path),
-                        "mask": mask_path.name,
-                        "class_names": class_names,
-                        "random_backbone": summary.random_backbone,
-                        **describe_regions(pred, class_names),
-                    }
-                    report_path = stem.parent / (stem.name + ".json")
-                    write_json_atomic(report_path, report)
-                    summary.reports.append(report_path)
+                _write_outputs(
+                    summary, out / names[path], path, img, pred, class_names,
+                    overlay=overlay, json=json, alpha=alpha,
+                )  # fmt: skip
             if bar is not None:
                 bar.advance(task, len(group))
 
     summary.seconds = time.perf_counter() - start
+    settings = dict(tile=tile, tile_size=tile_size, tile_overlap=tile_overlap, imgsz=imgsz)
+    settings.update(precision=precision, runtime=used_runtime)
+    _write_summary(model, summary, class_names, settings)
+    return summary
+
+
+def _write_summary(
+    model: Any, summary: PredictSummary, class_names: list[str], settings: dict[str, Any]
+) -> None:
+    """Write ``OUT/b2p_predict.json``: the model, classes, counts, skipped files, settings."""
     write_json_atomic(
-        out / SUMMARY_NAME,
+        summary.out / SUMMARY_NAME,
         {
-            "model": str(model) if not hasattr(model, "state_dict") else type(model).__name__,
+            "model": type(model).__name__ if hasattr(model, "predict") else str(model),
             "random_backbone": summary.random_backbone,
             "class_names": class_names,
             "images": summary.images,
             "skipped": [{"image": str(p), "reason": r} for p, r in summary.skipped],
-            "settings": {
-                "tile": tile,
-                "tile_size": tile_size,
-                "tile_overlap": tile_overlap,
-                "imgsz": imgsz,
-                "precision": precision,
-                "runtime": runtime,
-            },
+            "settings": settings,
             "seconds": round(summary.seconds, 3),
         },
     )
-    return summary

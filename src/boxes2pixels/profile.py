@@ -12,11 +12,9 @@ student exported to ONNX and run by onnxruntime (fp32 only).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import statistics
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ import torch
 from torch import nn
 
 from .errors import Boxes2PixelsError
+from .measure import count_gmacs, count_params, precision_context, time_interleaved, torch_threads
 
 DEFAULT_MODELS = ("student", "student-onnx", "unet", "deeplabv3", "segformer")
 KNOWN_MODELS = ("student", "student-onnx", "unet", "deeplabv3", "segformer")
@@ -86,63 +85,6 @@ class ProfileRow:
         }
 
 
-def count_params(model: nn.Module) -> tuple[int, int]:
-    """(total, trainable) parameter counts of ``model``."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return total, trainable
-
-
-def count_gmacs(model: nn.Module | Callable[[torch.Tensor], Any], x: torch.Tensor) -> float:
-    """Multiply-accumulates per image (billions) of one forward pass on batch ``x``.
-
-    Uses :class:`torch.utils.flop_counter.FlopCounterMode`, which counts matrix products,
-    convolutions and attention; MACs are half its FLOPs. Element-wise work is not counted.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        model(x)
-    return counter.get_total_flops() / 2 / x.shape[0] / 1e9
-
-
-def precision_context(
-    precision: str, device: torch.device
-) -> contextlib.AbstractContextManager[Any]:
-    """Autocast context for ``fp32`` (none), ``bf16`` or ``fp16`` on ``device``."""
-    from .device import resolve_precision
-
-    dtype = resolve_precision(precision, device)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_call(
-    fn: Callable[[], Any], *, repeats: int, warmup: int, device: torch.device | None = None
-) -> list[float]:
-    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times; return each time in ms."""
-    if repeats < 1:
-        raise Boxes2PixelsError("repeats must be at least 1")
-    device = device or torch.device("cpu")
-    for _ in range(max(0, warmup)):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1000.0)
-    return times
-
-
 def parse_models(models: str | Sequence[str]) -> list[str]:
     """Model names from a comma-separated string or a sequence, checked against the known ones."""
     names = [m.strip().lower() for m in (models.split(",") if isinstance(models, str) else models)]
@@ -175,19 +117,6 @@ def default_student(num_classes: int = 3, imgsz: int = 518) -> nn.Module:
     with warnings.catch_warnings():  # random weights are deliberate here: only speed matters
         warnings.simplefilter("ignore", RandomBackboneWarning)
         return Student(num_classes=num_classes, backbone_init="random", imgsz=imgsz)
-
-
-@contextlib.contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
-    if threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @dataclass
@@ -249,7 +178,8 @@ def _onnx_entry(
 ) -> _Entry:
     import numpy as np
 
-    from .export import OnnxStudent, export_onnx
+    from .export import export_onnx
+    from .onnx_runtime import OnnxStudent
 
     total, trainable = count_params(student)
     inference = functools.partial(student.eval().to("cpu"), heads=INFERENCE_HEADS)
@@ -282,33 +212,45 @@ def _onnx_entry(
     return _Entry(row, lambda: runner.run(x), tmp.cleanup)
 
 
-def time_interleaved(
-    calls: Sequence[Callable[[], Any]],
-    *,
-    repeats: int,
-    warmup: int,
-    device: torch.device | None = None,
-) -> list[list[float]]:
-    """Time several calls round-robin (each repeat calls every one once), in ms.
+def _profile_student(
+    student: nn.Module | str | Path | None, num_classes: int, imgsz: int
+) -> tuple[nn.Module, str]:
+    """The student to profile and its note: the one given (or loaded), else random weights."""
+    if student is None:
+        model, note = default_student(num_classes=num_classes, imgsz=imgsz), "random weights"
+    elif isinstance(student, nn.Module):
+        model, note = student, ""
+    else:
+        from .models import load_student
 
-    Interleaving spreads changes of machine load evenly over the models, so their ratios
-    stay meaningful on a busy machine.
-    """
-    if repeats < 1:
-        raise Boxes2PixelsError("repeats must be at least 1")
-    device = device or torch.device("cpu")
-    for _ in range(max(0, warmup)):
-        for fn in calls:
-            fn()
-    _sync(device)
-    times: list[list[float]] = [[] for _ in calls]
-    for _ in range(repeats):
-        for i, fn in enumerate(calls):
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            times[i].append((time.perf_counter() - start) * 1000.0)
-    return times
+        model, note = load_student(student, "cpu"), ""
+    divisor = int(model.patch_size)
+    if imgsz % divisor:
+        raise Boxes2PixelsError(
+            f"the student needs a multiple of its patch size {divisor} as imgsz (got {imgsz})"
+        )
+    return model, note
+
+
+def _onnx_skip_reason(precision: str, device: torch.device) -> str | None:
+    """Why ``student-onnx`` cannot be profiled with these settings, or ``None``."""
+    if not _onnx_available():
+        return "onnx/onnxruntime are not installed (pip install 'boxes2pixels[onnx]')"
+    if precision != "fp32" or device.type != "cpu":
+        return "onnxruntime is profiled at fp32 on the CPU only"
+    return None
+
+
+def _baseline(name: str, imgsz: int, num_classes: int) -> tuple[nn.Module, tuple[int, int], str]:
+    """A random-weight baseline, its input size (a multiple of 32 near ``imgsz``), its note."""
+    from .baselines import BASELINES, BaselineModel, nearest_multiple
+
+    side = nearest_multiple(imgsz, BASELINES[name].divisor)
+    note = "random weights"
+    if side != imgsz:
+        note += f"; {side}×{side}: nearest multiple of 32 to {imgsz}"
+    model = BaselineModel(name, num_classes=num_classes, encoder_init="random")
+    return model, (side, side), note
 
 
 def profile_models(
@@ -355,84 +297,45 @@ def profile_models(
         One :class:`ProfileRow` per profiled model, in the order asked, with ratios to the
         student's latency filled in when ``student`` was profiled.
     """
-    from .baselines import BASELINES, BaselineModel, nearest_multiple
     from .device import resolve_device, resolve_precision
 
     names = parse_models(models)
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
-    precision_name = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-    if channels_last is None:
-        channels_last = dtype is not None
+    prec = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
     say = progress or (lambda _msg: None)
     if imgsz < 1:
         raise Boxes2PixelsError(f"imgsz must be positive (got {imgsz})")
-    student_hw = (imgsz, imgsz)
-    student_model: nn.Module | None = None
-    student_note = ""
-    if any(n.startswith("student") for n in names):
-        if student is None:
-            student_model = default_student(num_classes=num_classes, imgsz=imgsz)
-            student_note = "random weights"
-        elif isinstance(student, nn.Module):
-            student_model = student
-        else:
-            from .predict import load_student
-
-            student_model = load_student(student, "cpu")
-        divisor = int(getattr(student_model, "patch_size", 14))
-        if imgsz % divisor:
-            raise Boxes2PixelsError(
-                f"the student needs a multiple of its patch size {divisor} as imgsz (got {imgsz})"
-            )
-
+    student_model, note = (
+        _profile_student(student, num_classes, imgsz)
+        if any(n.startswith("student") for n in names)
+        else (None, "")
+    )
+    torch_options = {
+        "batch": batch,
+        "device": dev,
+        "precision": prec,
+        "channels_last": dtype is not None if channels_last is None else channels_last,
+        "compile_model": compile_model,
+    }
     entries: list[_Entry] = []
     try:
-        with _threads(threads):
+        with torch_threads(threads):
             for name in names:
                 if name == "student-onnx":
-                    if not _onnx_available() or precision_name != "fp32" or dev.type != "cpu":
-                        why = (
-                            "onnx/onnxruntime are not installed (pip install 'boxes2pixels[onnx]')"
-                            if not _onnx_available()
-                            else "onnxruntime is profiled at fp32 on the CPU only"
-                        )
-                        if names == ["student-onnx"]:
-                            raise Boxes2PixelsError(f"cannot profile student-onnx: {why}")
-                        say(f"skipping student-onnx: {why}")
-                        continue
-                    assert student_model is not None
-                    say(f"exporting the student to ONNX at {imgsz}×{imgsz}")
-                    entries.append(
-                        _onnx_entry(student_model, student_hw, batch=batch, threads=threads)
+                    entry = _onnx_or_skip(
+                        names, student_model, imgsz, batch, prec, dev, threads, say
                     )
-                    continue
-                if name == "student":
-                    assert student_model is not None
-                    model: nn.Module = student_model
-                    hw = student_hw
-                    note = student_note
                 else:
-                    side = nearest_multiple(imgsz, BASELINES[name].divisor)
-                    hw = (side, side)
-                    model = BaselineModel(name, num_classes=num_classes, encoder_init="random")
-                    note = "random weights"
-                    if side != imgsz:
-                        note += f"; {side}×{side}: nearest multiple of 32 to {imgsz}"
-                say(f"preparing {name} at {hw[0]}×{hw[1]} ({precision_name})")
-                entries.append(
-                    _torch_entry(
-                        name,
-                        model,
-                        hw,
-                        batch=batch,
-                        device=dev,
-                        precision=precision_name,
-                        channels_last=channels_last,
-                        compile_model=compile_model,
-                        note=note,
+                    model, hw, row_note = (
+                        (student_model, (imgsz, imgsz), note)
+                        if name == "student"
+                        else _baseline(name, imgsz, num_classes)
                     )
-                )
+                    say(f"preparing {name} at {hw[0]}×{hw[1]} ({prec})")
+                    entry = _torch_entry(name, model, hw, note=row_note, **torch_options)
+                if entry is not None:
+                    entries.append(entry)
             say(
                 f"timing {len(entries)} models round-robin: {warmup} warm-up and "
                 f"{repeats} timed calls each"
@@ -443,6 +346,37 @@ def profile_models(
     finally:
         for entry in entries:
             entry.cleanup()
+    return _finish_rows(entries, times, batch)
+
+
+def _onnx_or_skip(
+    names: list[str],
+    student: nn.Module | None,
+    imgsz: int,
+    batch: int,
+    precision: str,
+    device: torch.device,
+    threads: int | None,
+    say: Callable[[str], None],
+) -> _Entry | None:
+    """The ``student-onnx`` entry, or ``None`` (with a message) when it cannot run here.
+
+    Raises:
+        Boxes2PixelsError: it cannot run here and it is the only model asked for.
+    """
+    why = _onnx_skip_reason(precision, device)
+    if why is not None:
+        if names == ["student-onnx"]:
+            raise Boxes2PixelsError(f"cannot profile student-onnx: {why}")
+        say(f"skipping student-onnx: {why}")
+        return None
+    assert student is not None
+    say(f"exporting the student to ONNX at {imgsz}×{imgsz}")
+    return _onnx_entry(student, (imgsz, imgsz), batch=batch, threads=threads)
+
+
+def _finish_rows(entries: list[_Entry], times: list[list[float]], batch: int) -> list[ProfileRow]:
+    """The entries' rows with median latency, throughput and ratio to the student filled in."""
     rows = []
     for entry, samples in zip(entries, times, strict=True):
         row = entry.row
@@ -453,6 +387,55 @@ def profile_models(
     for row in rows:
         row.latency_ratio = None if ref is None else row.latency_ms / ref
     return rows
+
+
+def default_precisions() -> str:
+    """``b2p profile``'s default: ``fp32,bf16`` on CPUs with bf16 matrix instructions, else
+    ``fp32``."""
+    from .device import cpu_supports_bf16
+
+    return "fp32,bf16" if cpu_supports_bf16() else "fp32"
+
+
+def profile_precisions(
+    models: str | Sequence[str] = DEFAULT_MODELS,
+    precisions: str | Sequence[str] | None = None,
+    **kwargs: Any,
+) -> Iterator[tuple[str, list[ProfileRow]]]:
+    """:func:`profile_models` once per precision, yielding ``(precision, rows)`` as each ends.
+
+    Args:
+        models: as for :func:`profile_models`.
+        precisions: comma-separated string or sequence (default :func:`default_precisions`).
+        **kwargs: the other arguments of :func:`profile_models`.
+    """
+    if precisions is None:
+        precisions = default_precisions()
+    if isinstance(precisions, str):
+        precisions = precisions.split(",")
+    for prec in [p.strip() for p in precisions if p.strip()]:
+        yield prec, profile_models(models, precision=prec, **kwargs)
+
+
+def latency_ratio(rows: Sequence[ProfileRow], name: str, reference: str) -> float | None:
+    """Latency of row ``name`` over that of row ``reference``; ``None`` when one is missing."""
+    by_name = {r.name: r for r in rows}
+    if name not in by_name or reference not in by_name:
+        return None
+    return by_name[name].latency_ms / by_name[reference].latency_ms
+
+
+def profile_json(tables: Sequence[tuple[str, Sequence[ProfileRow]]]) -> list[dict[str, Any]]:
+    """The ``b2p profile --json`` document: every row's :meth:`ProfileRow.to_json`; rows after
+    the first precision's are named ``NAME@PRECISION``."""
+    items = []
+    for i, (prec, rows) in enumerate(tables):
+        for row in rows:
+            item = row.to_json()
+            if i > 0:
+                item["name"] = f"{row.name}@{prec}"
+            items.append(item)
+    return items
 
 
 def format_table(rows: Sequence[ProfileRow], title: str | None = None) -> str:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ._common import DeviceOpt, console, handle_errors
+from ._common import BatchOpt, DeviceOpt, ImgszOpt, PrecisionOpt, handle_errors, say
 
 if TYPE_CHECKING:
     from ..evaluate import EvaluationResult
@@ -20,6 +20,7 @@ def _fmt(value: float | None) -> str:
 def print_result(result: EvaluationResult) -> None:
     """Print the overall figures and the per-class table of ``result`` on stdout."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from ..metrics import SUMMARY_METRICS
@@ -27,7 +28,9 @@ def print_result(result: EvaluationResult) -> None:
     out = Console()
     d = result.to_dict()
     source = f"predictions {result.pred_dir}" if result.pred_dir else f"model {result.model}"
-    out.print(f"{source} vs ground truth {result.gt_dir}: {d['images']} images", highlight=False)
+    out.print(
+        escape(f"{source} vs ground truth {result.gt_dir}: {d['images']} images"), highlight=False
+    )
     overall = Table(title="overall")
     overall.add_column("metric")
     overall.add_column("value", justify="right")
@@ -44,35 +47,12 @@ def print_result(result: EvaluationResult) -> None:
     out.print(per_class)
 
 
-def _report_gaps(result: EvaluationResult) -> None:
-    if result.random_backbone:
-        console.print(
-            "[yellow]note:[/] this model's backbone was randomly initialised (test/demo "
-            "model), so these figures say nothing about the method."
-        )
-    if result.missing_predictions:
-        shown = ", ".join(result.missing_predictions[:5])
-        more = len(result.missing_predictions) - 5
-        console.print(
-            f"[yellow]warning:[/] {len(result.missing_predictions)} ground-truth masks had no "
-            f"prediction and were scored as all background: {shown}"
-            + (f" (and {more} more)" if more > 0 else ""),
-            highlight=False,
-        )
-    for image in result.unreadable:
-        console.print(f"[yellow]warning:[/] unreadable image {image}", highlight=False)
-    if result.unscored_images:
-        console.print(
-            f"[yellow]note:[/] {len(result.unscored_images)} images of the split have no "
-            f"ground-truth mask and were not scored (first: {result.unscored_images[0]})",
-            highlight=False,
-        )
-
-
 @handle_errors
 def evaluate_command(
     model: str | None = typer.Argument(
-        None, help="Run folder (uses RUN/best), saved model folder or Hub id. Not with --pred."
+        None,
+        help="Run folder (uses RUN/best), saved student or baseline folder, Hub id, or .onnx "
+        "file from `b2p export`. Not with --pred.",
     ),
     data_yaml: Path | None = typer.Argument(
         None,
@@ -93,11 +73,9 @@ def evaluate_command(
         None, "--json", help="Also write the metrics as JSON to this file."
     ),
     device: DeviceOpt = "auto",
-    imgsz: int | None = typer.Option(
-        None, "--imgsz", min=14, help="Model input long side (default: the model's own)."
-    ),
-    batch: int = typer.Option(4, "--batch", min=1, help="Images per forward pass."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 | auto."),
+    imgsz: ImgszOpt = None,
+    batch: BatchOpt = 4,
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Score a model on a dataset split, or a folder of predicted masks, against masks.
 
@@ -105,23 +83,14 @@ def evaluate_command(
 
       b2p evaluate runs/exp1 data.yaml --split test --masks gt_masks
 
+      b2p evaluate runs/exp1/best/model.onnx data.yaml --masks gt_masks
+
       b2p evaluate --pred pseudo_masks --masks gt_masks --json scores.json
     """
-    from ..errors import Boxes2PixelsError
-    from ..evaluate import evaluate
+    from ..evaluate import command_inputs, evaluate
     from ..io import write_json_atomic
 
-    if pred is not None:
-        if data_yaml is None and model is not None and model.endswith((".yaml", ".yml")):
-            model, data_yaml = None, Path(model)
-        if model is not None:
-            raise Boxes2PixelsError(
-                "give either MODEL DATA_YAML or --pred PRED_DIR, not both "
-                "(with --pred, an optional single argument is the data.yaml for class names)"
-            )
-    elif model is None or data_yaml is None:
-        raise Boxes2PixelsError("give MODEL and DATA_YAML, or --pred PRED_DIR")
-
+    model, data_yaml = command_inputs(model, data_yaml, pred)
     result = evaluate(
         masks=masks,
         model=model,
@@ -134,10 +103,11 @@ def evaluate_command(
         precision=precision,
     )
     print_result(result)
-    _report_gaps(result)
+    for kind, text in result.notes():
+        say(f"[yellow]{kind}:[/] ", text)
     if json_file is not None:
         write_json_atomic(json_file, result.to_dict())
-        console.print(f"metrics written to {json_file}", highlight=False)
+        say("metrics written to ", str(json_file))
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import console, handle_errors
+from ._common import ImgszOpt, handle_errors, say
 
 
 @handle_errors
@@ -15,12 +15,7 @@ def export_command(
         ..., help="Run folder (uses RUN/best) or saved model folder (student or baseline)."
     ),
     format: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
-    imgsz: int | None = typer.Option(
-        None,
-        "--imgsz",
-        help="Input side of the exported graph (default: the model's imgsz); a multiple of "
-        "the patch size (14 for the student).",
-    ),
+    imgsz: ImgszOpt = None,
     dynamic: bool = typer.Option(
         False,
         "--dynamic",
@@ -42,19 +37,20 @@ def export_command(
 
       b2p export runs/exp1 --format onnx --dynamic
 
-      b2p predict runs/exp1/best/model.onnx images/ --out preds --runtime onnx
+      b2p predict runs/exp1/best/model.onnx images/ --out preds
     """
-    from ..errors import Boxes2PixelsError
-    from ..export import export_onnx, load_model
-    from ..predict import resolve_model_dir
+    from ..export import export_model
 
-    if format.lower() != "onnx":
-        raise Boxes2PixelsError(f"unknown export format '{format}' (supported: onnx)")
-    folder = resolve_model_dir(Path(model))
-    loaded = load_model(folder)
-    target = out or folder / "model.onnx"
-    console.print(f"exporting {folder} to {target} ...", highlight=False)
-    result = export_onnx(loaded, target, imgsz=imgsz, dynamic=dynamic, opset=opset, heads=heads)
+    result = export_model(
+        model,
+        out,
+        format=format,
+        imgsz=imgsz,
+        dynamic=dynamic,
+        opset=opset,
+        heads=heads,
+        progress=lambda msg: say("", msg),
+    )
     h, w = result.input_hw
     kind = "dynamic batch and size" if result.dynamic else f"fixed input 1×3×{h}×{w}"
     typer.echo(

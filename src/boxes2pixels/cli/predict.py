@@ -6,13 +6,15 @@ from pathlib import Path
 
 import typer
 
-from ._common import DeviceOpt, console, handle_errors
+from ._common import BatchOpt, DeviceOpt, ImgszOpt, PrecisionOpt, console, handle_errors, say
 
 
 @handle_errors
 def predict_command(
     model: str = typer.Argument(
-        ..., help="Run folder (uses RUN/best), saved model folder or Hub id."
+        ...,
+        help="Run folder (uses RUN/best), saved student or baseline folder, Hub id, or .onnx "
+        "file from `b2p export`.",
     ),
     source: str = typer.Argument(..., help="An image file, a folder (recursive) or a quoted glob."),
     out: Path = typer.Option(
@@ -36,17 +38,16 @@ def predict_command(
     tile_overlap: float = typer.Option(
         0.25, "--tile-overlap", min=0.0, max=0.9, help="Overlap of neighbouring windows (fraction)."
     ),
-    batch: int = typer.Option(4, "--batch", min=1, help="Images (or tiles) per forward pass."),
+    batch: BatchOpt = 4,
     device: DeviceOpt = "auto",
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 | auto."),
-    imgsz: int | None = typer.Option(
-        None, "--imgsz", min=14, help="Input long side without --tile (default: the model's)."
-    ),
+    precision: PrecisionOpt = "fp32",
+    imgsz: ImgszOpt = None,
     runtime: str = typer.Option(
-        "torch",
+        "auto",
         "--runtime",
-        help="torch: MODEL is a run/model folder or hub id. onnx: MODEL is a file written by "
-        "`b2p export` (use --dynamic there for images of several shapes); not with --tile.",
+        help="auto: onnxruntime for an .onnx MODEL, else PyTorch | torch | onnx (MODEL is a "
+        "file written by `b2p export`, with --dynamic for images of several shapes; not with "
+        "--tile).",
     ),
 ) -> None:
     """Predict a label-map PNG (0 background, k+1 class k) for each image, at its own size.
@@ -57,7 +58,7 @@ def predict_command(
 
       b2p predict runs/exp1 big_photo.jpg --out predictions --tile
 
-      b2p predict model.onnx photos/ --out predictions --runtime onnx
+      b2p predict model.onnx photos/ --out predictions
     """
     from ..predict import predict_files
 
@@ -77,17 +78,16 @@ def predict_command(
         runtime=runtime,
     )
     for path, reason in summary.skipped:
-        detail = reason if str(path) in reason else f"{path}: {reason}"
-        console.print(f"[yellow]skipped[/] {detail}", highlight=False)
+        say("[yellow]skipped[/] ", reason if str(path) in reason else f"{path}: {reason}")
     if summary.random_backbone:
         console.print(
             "[yellow]note:[/] this model's backbone was randomly initialised (test/demo model)."
         )
     rate = summary.images / summary.seconds if summary.seconds > 0 else 0.0
-    console.print(
-        f"[green]done:[/] {summary.images} masks written to {summary.out} "
+    say(
+        "[green]done:[/] ",
+        f"{summary.images} masks written to {summary.out} "
         f"({len(summary.skipped)} skipped, {summary.seconds:.1f} s, {rate:.2f} images/s)",
-        highlight=False,
     )
 
 

@@ -6,20 +6,14 @@ from pathlib import Path
 
 import typer
 
-from ._common import console, handle_errors
-
-
-def _default_precisions() -> str:
-    from ..device import cpu_supports_bf16
-
-    return "fp32,bf16" if cpu_supports_bf16() else "fp32"
+from ._common import BatchOpt, DeviceOpt, ImgszOpt, handle_errors, say
 
 
 @handle_errors
 def profile_command(
-    imgsz: int = typer.Option(518, "--imgsz", help="Student input side (a multiple of 14)."),
-    batch: int = typer.Option(1, "--batch", min=1, help="Images per call."),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps | auto."),
+    imgsz: ImgszOpt = 518,
+    batch: BatchOpt = 1,
+    device: DeviceOpt = "cpu",
     models: str = typer.Option(
         "student,student-onnx,unet,deeplabv3,segformer",
         "--models",
@@ -63,42 +57,35 @@ def profile_command(
     import torch
 
     from ..io import write_json_atomic
-    from ..profile import format_table, profile_models
+    from ..profile import format_table, latency_ratio, profile_json, profile_precisions
 
-    precisions = [p.strip() for p in (precision or _default_precisions()).split(",") if p.strip()]
     threads_now = threads or torch.get_num_threads()
-    rows_json = []
-    for i, prec in enumerate(precisions):
-        rows = profile_models(
-            models,
-            imgsz=imgsz,
-            batch=batch,
-            device=device,
-            precision=prec,
-            repeats=repeats,
-            warmup=warmup,
-            threads=threads,
-            compile_model=compile,
-            student=model,
-            progress=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False),
-        )
+    tables = []
+    for prec, rows in profile_precisions(
+        models,
+        precision,
+        imgsz=imgsz,
+        batch=batch,
+        device=device,
+        repeats=repeats,
+        warmup=warmup,
+        threads=threads,
+        compile_model=compile,
+        student=model,
+        progress=lambda msg: say("[dim]", msg),
+    ):
+        tables.append((prec, rows))
         title = (
             f"{prec}, batch {batch}, {device}, {threads_now} threads, median of {repeats} "
             f"after {warmup} warm-up"
         )
         typer.echo(format_table(rows, title=title) + "\n")
-        by_name = {r.name: r for r in rows}
-        if "student" in by_name and "segformer" in by_name:
-            ratio = by_name["student"].latency_ms / by_name["segformer"].latency_ms
+        ratio = latency_ratio(rows, "student", "segformer")
+        if ratio is not None:
             typer.echo(f"student / segformer latency ({prec}): {ratio:.2f}\n")
-        for row in rows:
-            item = row.to_json()
-            if i > 0:
-                item["name"] = f"{row.name}@{prec}"
-            rows_json.append(item)
     if json_file is not None:
-        write_json_atomic(json_file, rows_json)
-        console.print(f"wrote {json_file}", highlight=False)
+        write_json_atomic(json_file, profile_json(tables))
+        say("wrote ", str(json_file))
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,249 @@
+"""The model layer: what every segmentation model offers, and the one loader for all of them.
+
+:class:`SegmentationModel` is the contract that prediction, evaluation, export, profiling
+and the benchmark rely on; ``Student``, ``BaselineModel`` and the onnxruntime wrapper
+``OnnxStudent`` all meet it. :func:`load_model` turns whatever a user names (a model object,
+a training run folder, a saved student or baseline folder, a Hugging Face Hub id, an
+``.onnx`` file written by ``b2p export``) into such a model, on the requested device and in
+eval mode.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from .errors import Boxes2PixelsError, CheckpointError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from .student import Student
+
+RUNTIMES = ("auto", "torch", "onnx")
+"""``auto`` runs an ``.onnx`` file with onnxruntime and anything else with PyTorch."""
+
+ONNX_SUFFIX = ".onnx"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@runtime_checkable
+class SegmentationModel(Protocol):
+    """What every model offers to prediction, evaluation, export, profiling and benchmarks.
+
+    Attributes:
+        class_names: names of the label values ``0..num_classes-1``, background first.
+        num_classes: classes of the fine head, background included.
+        mean: normalisation mean (RGB, 0..1 scale) of the model's input.
+        std: normalisation std of the model's input.
+        imgsz: default long side of the letterboxed input used by ``predict``.
+    """
+
+    class_names: list[str]
+    num_classes: int
+    mean: Sequence[float]
+    std: Sequence[float]
+    imgsz: int
+
+    @property
+    def patch_size(self) -> int:
+        """Input divisor: the sides given to ``__call__`` must be multiples of it."""
+        ...
+
+    @property
+    def random_backbone(self) -> bool:
+        """True when the backbone (or encoder) started from random weights (tests, demos)."""
+        ...
+
+    def __call__(
+        self, x: torch.Tensor, heads: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Logits by head name (at least ``"fine"``: B×C×H×W) for a normalised B×3×H×W batch."""
+        ...
+
+    def predict(
+        self,
+        images: Any,
+        *,
+        imgsz: int | None = None,
+        batch_size: int = 4,
+        precision: str = "fp32",
+        device: str | torch.device | None = None,
+    ) -> list[np.ndarray]:
+        """One H×W ``uint8`` label map per RGB image, each at its image's own size."""
+        ...
+
+    def to(self, device: Any) -> Any:
+        """Move the model to ``device`` (torch models) and return it."""
+        ...
+
+
+def backbone_is_random(model: Any) -> bool:
+    """True when the model's backbone was initialised randomly (tests, the offline demo)."""
+    return bool(getattr(model, "random_backbone", False))
+
+
+def model_runtime(model: Any) -> str:
+    """``onnx`` for a model run by onnxruntime, ``torch`` otherwise."""
+    from .onnx_runtime import OnnxStudent
+
+    return "onnx" if isinstance(model, OnnxStudent) else "torch"
+
+
+def _is_model_folder(path: Path) -> bool:
+    return (path / "config.json").is_file()
+
+
+def resolve_model_dir(path: Path) -> Path:
+    """The saved-model folder named by ``path``: ``path`` itself, or ``path/best`` for a run.
+
+    Raises:
+        CheckpointError: ``path`` holds neither a saved model nor a run with ``best/``.
+    """
+    if _is_model_folder(path):
+        return path
+    if _is_model_folder(path / "best"):
+        return path / "best"
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path}: neither a saved model (no config.json) nor a training run "
+            f"(no best/config.json); pass a run folder, a model folder or a Hub id"
+        )
+    if not path.exists():
+        raise CheckpointError(
+            f"{path}: no such model; pass a run folder, a saved model folder or a Hub id"
+        )
+    raise CheckpointError(
+        f"{path}: not a model folder (a saved model is a folder, not a file; an exported "
+        f"model is a {ONNX_SUFFIX} file)"
+    )
+
+
+def _check_runtime(runtime: str) -> str:
+    runtime = runtime.lower()
+    if runtime not in RUNTIMES:
+        raise Boxes2PixelsError(f"unknown runtime '{runtime}' (use {', '.join(RUNTIMES)})")
+    return runtime
+
+
+def _load_folder(path: Path) -> Any:
+    """The student or baseline saved in a model folder or a run's ``best/``."""
+    from .baselines import BaselineModel, read_baseline_config
+    from .student import Student
+
+    folder = resolve_model_dir(path)
+    if read_baseline_config(folder) is not None:
+        return BaselineModel.from_pretrained(folder)
+    return Student.from_pretrained(str(folder))
+
+
+def _load_hub(spec: str) -> Any:
+    from .student import Student
+
+    try:
+        return Student.from_pretrained(spec)
+    except Boxes2PixelsError:
+        raise
+    except Exception as exc:  # network, missing repo, offline mode: name the id
+        raise CheckpointError(
+            f"cannot load model '{spec}' from the Hugging Face Hub ({type(exc).__name__}: "
+            f"{exc}); no local folder of that name exists either"
+        ) from exc
+
+
+def _load_onnx(path: Path, runtime: str, device: str | torch.device | None) -> Any:
+    from .onnx_runtime import OnnxStudent, import_onnx, providers_for
+
+    if runtime == "torch":
+        raise Boxes2PixelsError(
+            f"{path}: an exported ONNX file runs with onnxruntime; use runtime onnx (or auto), "
+            "or pass the model folder it was exported from to run it with PyTorch"
+        )
+    if not path.is_file():
+        raise CheckpointError(f"{path}: ONNX file not found")
+    _, ort = import_onnx()
+    return OnnxStudent(path, providers=providers_for(device, ort.get_available_providers()))
+
+
+def load_model(
+    spec: Any,
+    *,
+    runtime: str = "auto",
+    device: str | torch.device | None = "auto",
+) -> SegmentationModel:
+    """Load any segmentation model for inference: on ``device``, in eval mode.
+
+    Args:
+        spec: a model object (a ``Student``, ``BaselineModel`` or ``OnnxStudent``, returned
+            moved to ``device``), a training run folder (its ``best/`` model is used), a
+            folder written by ``save_pretrained`` (student or baseline), a Hugging Face Hub
+            id ``owner/name`` (a student), or an ``.onnx`` file written by ``b2p export``.
+            An existing local path always wins over a Hub id.
+        runtime: ``auto`` (onnxruntime for an ``.onnx`` file, PyTorch otherwise), ``torch``
+            or ``onnx`` (each refuses the other kind of model with a clear error).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (for onnxruntime: its
+            execution providers; ``auto`` prefers CUDA).
+
+    Raises:
+        CheckpointError: the path is not a model, or the Hub id cannot be loaded.
+        Boxes2PixelsError: unknown runtime, or a runtime that does not fit the model.
+    """
+    runtime = _check_runtime(runtime)
+    if not isinstance(spec, (str, Path)):
+        if not isinstance(spec, SegmentationModel):
+            raise Boxes2PixelsError(
+                f"a {type(spec).__name__} is not a segmentation model (see SegmentationModel); "
+                "pass a model, a model folder, a Hub id or an .onnx file"
+            )
+        return _place(spec, runtime, device)
+    path = Path(spec).expanduser()
+    if path.suffix.lower() == ONNX_SUFFIX or runtime == "onnx":
+        if path.suffix.lower() != ONNX_SUFFIX:
+            raise Boxes2PixelsError(
+                f"{spec}: runtime onnx needs an {ONNX_SUFFIX} file written by `b2p export`"
+            )
+        return _load_onnx(path, runtime, device)
+    if path.exists():
+        model = _load_folder(path)
+    elif _HUB_ID.match(str(spec)):
+        model = _load_hub(str(spec))
+    else:
+        raise CheckpointError(
+            f"{spec}: no such model folder (and not a Hub id of the form owner/name)"
+        )
+    return _place(model, runtime, device)
+
+
+def _place(model: Any, runtime: str, device: str | torch.device | None) -> Any:
+    """A model object checked against ``runtime`` and, for torch, moved to ``device``."""
+    if model_runtime(model) == "onnx":
+        if runtime == "torch":
+            raise Boxes2PixelsError("an OnnxStudent runs with onnxruntime, not runtime torch")
+        return model
+    if runtime == "onnx":
+        raise Boxes2PixelsError(
+            f"a {type(model).__name__} runs with PyTorch; export it with `b2p export` to run "
+            "it with onnxruntime"
+        )
+    from .device import resolve_device
+
+    return model.to(resolve_device(device)).eval()
+
+
+def load_student(spec: Student | str | Path, device: str | torch.device | None = "auto") -> Student:
+    """Load a ``Student`` for inference (``load_model`` restricted to students).
+
+    Raises:
+        CheckpointError: the path is not a model, or it holds a baseline, not a student.
+    """
+    from .student import Student
+
+    model = load_model(spec, runtime="torch", device=device)
+    if not isinstance(model, Student):
+        raise CheckpointError(
+            f"{spec}: holds a {type(model).__name__}, not a student; use load_model for any model"
+        )
+    return model
