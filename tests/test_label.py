@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +11,18 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from boxes2pixels.cli.main import app
-from boxes2pixels.errors import DatasetError
+from boxes2pixels.data.yolo import ImageLabels
+from boxes2pixels.errors import Boxes2PixelsError, DatasetError
 from boxes2pixels.io import read_mask
-from boxes2pixels.label import combine_masks, label_dataset, parse_shard, shard_of
+from boxes2pixels.label import (
+    combine_masks,
+    label_dataset,
+    label_image,
+    parse_shard,
+    shard_of,
+)
 from boxes2pixels.teachers import load_teacher
 from boxes2pixels.teachers.checkpoints import sha256_file
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_teachers import random_checkpoint
 
 NAMES = ["dirt", "damage"]
 
@@ -172,6 +175,30 @@ def test_overlap_policies() -> None:
     assert (combine_masks(masks, np.array([1, 0]), "class-order")[0:8, 0:8] == 2).all()
 
 
+def test_label_image_is_the_per_image_step() -> None:
+    image = np.zeros((20, 30, 3), np.uint8)
+    labels = ImageLabels(
+        classes=np.array([1, 0]),
+        boxes_cxcywh=np.array([[0.5, 0.5, 0.4, 0.5], [0.5, 0.5, 0.2, 0.2]]),
+    )
+    result = label_image(load_teacher("box"), image, labels, num_classes=2)
+    assert result.mask.shape == (20, 30) and result.mask.dtype == np.uint8
+    assert result.mask[10, 15] == 1 and result.mask[6, 10] == 2  # the smaller box wins
+    assert result.boxes == 2 and result.boxes_per_class.tolist() == [1, 1]
+    np.testing.assert_allclose(result.coverage_sum, [1.0, 1.0])
+    empty = ImageLabels(np.zeros(0, np.int64), np.zeros((0, 4)))
+    teacher = CountingTeacher()
+    assert not label_image(teacher, image, empty, num_classes=2).mask.any()
+    assert teacher.calls == []  # no boxes: the teacher is not called
+
+    class Flat(CountingTeacher):
+        def segment(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+            return np.zeros(image.shape[:2], bool)
+
+    with pytest.raises(Boxes2PixelsError, match=r"teacher 'counting' returned masks of shape"):
+        label_image(Flat(), image, labels, num_classes=2)
+
+
 def test_resume_after_interruption(tmp_path: Path) -> None:
     yaml, truth = make_dataset(tmp_path / "ds", SMALL)
     out = tmp_path / "out"
@@ -306,13 +333,11 @@ def test_plugin_teacher_by_object_path(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 @pytest.mark.slow
-def test_mobile_sam_and_sam_through_cli(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_mobile_sam_and_sam_through_cli(tmp_path: Path, sam_checkpoint) -> None:
     specs = {"train": [[(0, 8, 8, 30, 30), (1, 34, 10, 56, 40)], []]}
     yaml, _ = make_dataset(tmp_path / "ds", specs, size=(40, 32))
     for teacher, model_type in (("mobile-sam", "vit_t"), ("sam", "vit_b")):
-        ckpt = random_checkpoint(tmp_path_factory, model_type)
+        ckpt = sam_checkpoint(model_type)
         out = tmp_path / teacher
         result = invoke(
             str(yaml),

@@ -252,3 +252,7 @@ def test_cli_writes_dataset_and_summary(tmp_path: Path) -> None:
     assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
     bad = runner.invoke(app, ["synth", str(tmp_path / "x"), "--size", "96by64"])
     assert bad.exit_code == 2
+    zeros = ["--train", "0", "--val", "0", "--test", "0"]
+    empty = runner.invoke(app, ["synth", str(tmp_path / "y"), *zeros])
+    assert empty.exit_code == 1 and "nothing to generate" in empty.output
+    assert not (tmp_path / "y").exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,32 +30,14 @@ BUILTINS = {
 }
 
 
-def random_checkpoint(tmp_path_factory: pytest.TempPathFactory, model_type: str) -> Path:
-    """A randomly initialised SAM state dict in the official layout, built once per session."""
-    folder = tmp_path_factory.getbasetemp() / "random-sam-checkpoints"
-    folder.mkdir(exist_ok=True)
-    path = folder / ("mobile_sam.pt" if model_type == "vit_t" else f"sam_{model_type}_random.pth")
-    if not path.exists():
-        if model_type == "vit_t":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                from mobile_sam import sam_model_registry
-        else:
-            from segment_anything import sam_model_registry
-        torch.manual_seed(0)
-        model = sam_model_registry[model_type]()
-        torch.save(model.state_dict(), path)
-    return path
+@pytest.fixture(scope="session")
+def mobile_sam_ckpt(sam_checkpoint) -> Path:
+    return sam_checkpoint("vit_t")
 
 
 @pytest.fixture(scope="session")
-def mobile_sam_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return random_checkpoint(tmp_path_factory, "vit_t")
-
-
-@pytest.fixture(scope="session")
-def sam_vit_b_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return random_checkpoint(tmp_path_factory, "vit_b")
+def sam_vit_b_ckpt(sam_checkpoint) -> Path:
+    return sam_checkpoint("vit_b")
 
 
 def _make_distribution(root: Path, dist: str, version: str, entry_points: dict[str, str]) -> None:

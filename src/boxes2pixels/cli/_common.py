@@ -38,7 +38,7 @@ OptionalPrecisionOpt = Annotated[
     str | None,
     typer.Option(
         "--precision",
-        help="auto (default: fastest exact path here) | fp32 | bf16 | fp16; fp32 turns AMP off.",
+        help="auto | fp32 | bf16 | fp16 (the default is in the command's help).",
     ),
 ]
 ImgszOpt = Annotated[
@@ -75,7 +75,7 @@ ConfigFileOpt = Annotated[
     Path | None,
     typer.Option("--config", help="Training config file (YAML or TOML)."),
 ]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (default 0).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed.")]
 
 
 def say(markup: str, text: str = "") -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from ._common import console, handle_errors
+from ._common import OptionalDeviceOpt, OptionalPrecisionOpt, console, handle_errors
 
 
 @handle_errors
@@ -59,15 +61,8 @@ def label_command(
     splits: str = typer.Option(
         "train,val", "--splits", help="Comma-separated splits to label (train, val, test)."
     ),
-    device: str | None = typer.Option(
-        None, "--device", help="SAM teachers: auto (default) | cpu | cuda | cuda:N | mps."
-    ),
-    precision: str | None = typer.Option(
-        None,
-        "--precision",
-        help="SAM teachers: image-encoder precision fp32 | bf16 | fp16 | auto "
-        "(default: fp16 on CUDA, fp32 elsewhere).",
-    ),
+    device: OptionalDeviceOpt = None,
+    precision: OptionalPrecisionOpt = None,
     multimask: bool = typer.Option(
         False,
         "--multimask",
@@ -114,10 +109,11 @@ def label_command(
     Writes OUT/<split>/<name>.png (0 background, k+1 = YOLO class k) for every image of the
     chosen splits, and OUT/manifest.json. Images without boxes get an all-background mask
     without running the teacher. A rerun resumes: finished masks are kept.
-    """
-    from rich.logging import RichHandler
 
-    from ..label import label_dataset
+    --device and --precision apply to the SAM teachers' image encoder (default precision:
+    fp16 on CUDA, fp32 elsewhere).
+    """
+    from ..label import label_dataset, summary_report
     from ..teachers import load_teacher
 
     options: dict[str, Any] = {
@@ -129,16 +125,10 @@ def label_command(
         "clip_margin": clip_margin,
         "min_area": min_area,
     }
-    options = {k: v for k, v in options.items() if v is not None}
-    log = logging.getLogger("boxes2pixels")
-    handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
-    log.addHandler(handler)
-    log.propagate = False
-    try:
-        teacher_obj = load_teacher(teacher, **options)
+    with _log_to_console():
         summary = label_dataset(
             data_yaml,
-            teacher_obj,
+            load_teacher(teacher, **{k: v for k, v in options.items() if v is not None}),
             out,
             splits=[s.strip() for s in splits.split(",") if s.strip()],
             overwrite=overwrite,
@@ -149,55 +139,24 @@ def label_command(
             progress=not quiet,
             console=console,
         )
+    for part in summary_report(summary):
+        console.print(part)
+
+
+@contextlib.contextmanager
+def _log_to_console() -> Iterator[None]:
+    """Show the package's warnings (label issues, skipped images) on the CLI console."""
+    from rich.logging import RichHandler
+
+    log = logging.getLogger("boxes2pixels")
+    handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        yield
     finally:
         log.removeHandler(handler)
         log.propagate = True
-    _print_summary(summary)
-
-
-def _print_summary(summary: Any) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"b2p label: {summary.teacher} → {summary.out}")
-    for column in ("split", "images", "done before", "labelled", "with boxes", "boxes", "skipped"):
-        table.add_column(column, justify="right" if column != "split" else "left")
-    for split, c in summary.splits.items():
-        table.add_row(
-            split,
-            str(c.images),
-            str(c.already_done),
-            str(c.labelled),
-            str(c.with_boxes),
-            str(c.boxes),
-            str(c.skipped),
-        )
-    console.print(table)
-    if summary.coverage:
-        cov = Table(caption="fraction of each box's pixels inside its own mask, averaged")
-        cov.add_column("class")
-        cov.add_column("mean box coverage", justify="right")
-        for name, value in summary.coverage.items():
-            cov.add_row(name, f"{value:.3f}")
-        console.print(cov)
-    console.print(
-        f"wall time {summary.wall_time_s:.1f} s, {summary.images_per_s:.2f} images/s; "
-        f"label issues: {summary.issue_count}; images skipped: {summary.skipped_count}",
-        highlight=False,
-    )
-    for skipped in summary.skipped[:10]:
-        console.print(f"[yellow]skipped[/]: {skipped.reason}", highlight=False)
-    if summary.previews:
-        console.print(f"previews: {summary.out / 'preview'}", highlight=False)
-    if summary.manifest is not None:
-        console.print(f"manifest: {summary.manifest}", highlight=False)
-    elif summary.shard is not None:
-        console.print(
-            "manifest.json not written yet: other shards are unfinished; the last shard to "
-            "finish (or a rerun without --shard) writes it.",
-            highlight=False,
-        )
-    else:
-        console.print("[yellow]manifest.json not written: some images are unfinished[/]")
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import console, handle_errors
+from ._common import SeedOpt, console, handle_errors, say
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -16,8 +16,6 @@ def parse_size(text: str) -> tuple[int, int]:
         w, h = (int(p) for p in parts)
     except ValueError:
         raise typer.BadParameter(f"expected WIDTHxHEIGHT such as 640x360, got {text!r}") from None
-    if w < 64 or h < 64:
-        raise typer.BadParameter(f"width and height must be at least 64, got {text!r}")
     return w, h
 
 
@@ -28,7 +26,7 @@ def synth(
     val: int = typer.Option(50, "--val", min=0, help="Number of validation images."),
     test: int = typer.Option(50, "--test", min=0, help="Number of test images."),
     size: str = typer.Option("640x360", "--size", help="Image size WIDTHxHEIGHT."),
-    seed: int = typer.Option(0, "--seed", help="Dataset seed; the same seed gives the same files."),
+    seed: SeedOpt = 0,
     overwrite: bool = typer.Option(
         False,
         "--overwrite",
@@ -37,42 +35,23 @@ def synth(
 ) -> None:
     """Generate a YOLO box dataset of blade photos, with exact masks in gt_masks/.
 
-    Boxes are loose and some subtle defects are left unboxed, like real annotations.
+    Boxes are loose and some subtle defects are left unboxed, like real annotations. The
+    same --seed gives byte-identical files.
     """
-    from rich.table import Table
+    from ..data.synth import generate_dataset, load_manifest, summary_table
 
-    from ..data.synth import CLASS_NAMES, generate_dataset, load_manifest
-
-    width, height = parse_size(size)
-    if train + val + test == 0:
-        raise typer.BadParameter("nothing to generate: --train, --val and --test are all 0")
     yaml_path = generate_dataset(
         out,
         train=train,
         val=val,
         test=test,
-        size=(width, height),
+        size=parse_size(size),
         seed=seed,
         overwrite=overwrite,
         progress=True,
     )
-    manifest = load_manifest(yaml_path.parent)
-    table = Table(title=f"synthetic blade dataset ({width}×{height}, seed {seed})")
-    table.add_column("split")
-    table.add_column("images", justify="right")
-    table.add_column("with defects", justify="right")
-    for name in CLASS_NAMES:
-        table.add_column(f"{name} boxes", justify="right")
-    table.add_column("unboxed defects", justify="right")
-    totals = [0] * (3 + len(CLASS_NAMES))
-    for split, stats in manifest["splits"].items():
-        row = [stats["images"], stats["with_defects"]]
-        row += [stats["boxes"][n] for n in CLASS_NAMES] + [stats["unboxed"]]
-        totals = [a + b for a, b in zip(totals, row, strict=True)]
-        table.add_row(split, *(str(v) for v in row))
-    table.add_row("total", *(str(v) for v in totals), style="bold")
-    console.print(table)
-    console.print(f"dataset: {yaml_path}   ground truth: {yaml_path.parent / 'gt_masks'}")
+    console.print(summary_table(load_manifest(yaml_path.parent)))
+    say("dataset: ", f"{yaml_path}   ground truth: {yaml_path.parent / 'gt_masks'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from huggingface_hub import ModelCardData
 
-if TYPE_CHECKING:
-    from .model import Student
 
-
-def model_card(model: Student, dataset: str | None = None, notes: str | None = None) -> str:
+def model_card(model: Any, dataset: str | None = None, notes: str | None = None) -> str:
     """Markdown model card: architecture, initialisation, classes, usage and metrics."""
     info = model.describe()
     data = ModelCardData(

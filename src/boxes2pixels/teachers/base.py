@@ -47,9 +47,13 @@ class Teacher(Protocol):
     def segment(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Masks for the boxes of one image.
 
+        The contract (``tests/test_teacher_contract.py`` checks it for every registered
+        teacher): boxes may stick out of the image; N = 0 gives a 0×H×W array; the same
+        call gives the same masks; ``image`` and ``boxes`` are not modified.
+
         Args:
             image: RGB ``uint8`` array, H×W×3.
-            boxes: float32 N×4 array of ``x0, y0, x1, y1`` pixel boxes (N ≥ 1).
+            boxes: float32 N×4 array of ``x0, y0, x1, y1`` pixel boxes (N ≥ 0).
 
         Returns:
             Boolean array N×H×W, mask ``i`` for box ``i``.

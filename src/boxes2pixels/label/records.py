@@ -1,0 +1,264 @@
+"""Run bookkeeping of ``label_dataset``: work items, shards, the output-folder guard, the
+teacher's identity and the per-run part files (``<out>/.parts/*.jsonl``).
+
+Each run appends one JSON line per image to its own part file *before* writing the PNG, so
+parallel shards need no locks; :mod:`boxes2pixels.label.manifest` merges the part files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from ..data.yolo import LabelIssue, YoloDataset, label_path_for
+from ..errors import Boxes2PixelsError, ConfigError, DatasetError
+from ..teachers.base import Teacher, TeacherEntry, teacher_entry
+
+PARTS_DIR = ".parts"
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One image to label: its split, path, mask name inside ``<out>/<split>/`` and key."""
+
+    split: str
+    image: Path
+    mask_name: str
+
+    @property
+    def key(self) -> str:
+        """``<split>/<mask name>``: unique within an output folder."""
+        return f"{self.split}/{self.mask_name}"
+
+
+def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"I/N"`` (0 ≤ I < N) or ``(I, N)`` → ``(I, N)``; ``None`` stays ``None``.
+
+    Raises:
+        ConfigError: malformed or out of range.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        left, sep, right = spec.partition("/")
+        try:
+            index, count = int(left), int(right)
+        except ValueError:
+            raise ConfigError(f"--shard must be I/N, e.g. 0/4, got '{spec}'") from None
+        if not sep:
+            raise ConfigError(f"--shard must be I/N, e.g. 0/4, got '{spec}'")
+    else:
+        index, count = spec
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"--shard I/N needs N >= 1 and 0 <= I < N, got {index}/{count}")
+    return index, count
+
+
+def shard_of(key: str, count: int) -> int:
+    """Shard (0..count-1) of an image key: a hash of ``<split>/<mask name>``, stable everywhere."""
+    digest = hashlib.sha1(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def work_items(
+    ds: YoloDataset, splits: Sequence[str], shard: tuple[int, int] | None
+) -> list[WorkItem]:
+    """The images of ``splits`` (those of one shard when ``shard`` is set), in dataset order."""
+    items = []
+    for split in splits:
+        for image in ds.images(split):
+            item = WorkItem(split, image, ds.mask_name(image, split))
+            if shard is None or shard_of(item.key, shard[1]) == shard[0]:
+                items.append(item)
+    return items
+
+
+def check_splits(ds: YoloDataset, splits: Sequence[str]) -> list[str]:
+    """``splits`` without repeats; a split the dataset does not define raises ``DatasetError``."""
+    unique = list(dict.fromkeys(splits))
+    for split in unique:
+        if split not in ds.split_sources:
+            raise DatasetError(
+                f"{ds.yaml_path}: split '{split}' is not defined (defined: {', '.join(ds.splits)})"
+            )
+    return unique
+
+
+def check_out(out: Path, ds: YoloDataset, splits: Sequence[str]) -> None:
+    """Refuse output folders that overlap the dataset's image or label folders."""
+    guarded: set[Path] = set()
+    for sources in ds.split_sources.values():
+        for src in sources:
+            folder = src if src.is_dir() else src.parent
+            guarded |= {folder.resolve(), label_path_for(folder / "x").parent.resolve()}
+    root = out.resolve()
+    targets = [root / s for s in splits] + [root / "preview", root / PARTS_DIR]
+    for g in sorted(guarded):
+        clash = root == g or g in root.parents
+        clash = clash or any(t == g or g in t.parents or t in g.parents for t in targets)
+        if clash:
+            raise DatasetError(
+                f"refusing to write masks into the dataset folder {g} (--out {out}); choose "
+                f"an output folder whose <split>/ folders are outside images/ and labels/"
+            )
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out}: --out exists and is not a folder")
+
+
+def teacher_info(teacher: Teacher) -> dict[str, Any]:
+    """What the manifest records about ``teacher``: name, object path, distribution, options."""
+    name = getattr(teacher, "name", type(teacher).__name__)
+    try:
+        entry = teacher_entry(name)
+    except Boxes2PixelsError:
+        cls = type(teacher)
+        entry = teacher_entry(f"{cls.__module__}:{cls.__qualname__}")
+        entry = TeacherEntry(name, entry.value, entry.distribution, entry.version)
+    described = dict(teacher.describe())
+    info: dict[str, Any] = {
+        "name": name,
+        "object": entry.value,
+        "distribution": entry.distribution,
+        "version": entry.version,
+        "options": described.pop("options", {}),
+        "checkpoint": described.pop("checkpoint", None),
+        "sha256": described.pop("sha256", None),
+    }
+    info.update(described)
+    return info
+
+
+def teacher_identity(info: dict[str, Any]) -> str:
+    """A string equal for two runs whose masks are interchangeable (the device aside)."""
+    options = {k: v for k, v in info.get("options", {}).items() if k not in ("device",)}
+    return json.dumps([info.get("name"), info.get("sha256"), options], sort_keys=True)
+
+
+def read_parts(out: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Headers of all part files and the latest record per image key."""
+    headers: list[dict[str, Any]] = []
+    latest: dict[str, dict[str, Any]] = {}
+    for part in sorted((out / PARTS_DIR).glob("*.jsonl")):
+        with open(part, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a kill
+                if rec.get("type") == "header":
+                    headers.append(rec)
+                elif rec.get("type") in ("image", "skip"):
+                    old = latest.get(rec["key"])
+                    if old is None or (rec["t"], rec["run"]) >= (old["t"], old["run"]):
+                        latest[rec["key"]] = rec
+    return headers, latest
+
+
+def check_same_teacher(out: Path, info: dict[str, Any]) -> None:
+    """Refuse to resume into ``out`` when its masks come from another teacher or options."""
+    if not (out / PARTS_DIR).is_dir():
+        return
+    headers, latest = read_parts(out)
+    runs = {rec["run"] for rec in latest.values()}
+    mine = teacher_identity(info)
+    for header in headers:
+        if header["run"] in runs and teacher_identity(header["teacher"]) != mine:
+            theirs = header["teacher"]
+            raise Boxes2PixelsError(
+                f"{out}: holds masks made by teacher '{theirs.get('name')}' with options "
+                f"{theirs.get('options', {})} (checkpoint sha256 {theirs.get('sha256')}); this "
+                f"run uses '{info.get('name')}' with options {info.get('options', {})}. A rerun "
+                "only finishes the missing masks, so the set would mix teachers: use --overwrite "
+                "to redo every image with this teacher, or another --out."
+            )
+
+
+class PartFile:
+    """This run's part file: one JSON line per record, flushed at once (use as ``with``)."""
+
+    def __init__(self, out: Path, shard: tuple[int, int] | None) -> None:
+        self.run = uuid.uuid4().hex[:12]
+        tag = f"shard{shard[0]}of{shard[1]}" if shard else "all"
+        stamp = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+        self.path = out / PARTS_DIR / f"{tag}-{stamp}-{self.run}.jsonl"
+        self._fh: IO[str] | None = None
+
+    def __enter__(self) -> PartFile:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a", encoding="utf-8")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def write(self, rec: dict[str, Any]) -> None:
+        """Append ``rec`` stamped with this run's id and the time in nanoseconds."""
+        assert self._fh is not None, "PartFile is used outside its 'with' block"
+        rec["run"] = self.run
+        rec["t"] = time.time_ns()
+        self._fh.write(json.dumps(rec) + "\n")
+        self._fh.flush()
+
+    def header(
+        self, info: dict[str, Any], shard: tuple[int, int] | None, splits: list[str], overlap: str
+    ) -> None:
+        """The run's first record: teacher, shard, splits and overlap policy."""
+        self.write(
+            {
+                "type": "header",
+                "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "teacher": info,
+                "shard": list(shard) if shard else None,
+                "splits": splits,
+                "overlap": overlap,
+            }
+        )
+
+    def image(
+        self,
+        item: WorkItem,
+        boxes_per_class: list[int],
+        coverage_sum: list[float],
+        issues: Sequence[LabelIssue],
+    ) -> None:
+        """Record a labelled image (written before its PNG)."""
+        self.write(
+            {
+                "type": "image",
+                "key": item.key,
+                "image": str(item.image),
+                "boxes_per_class": boxes_per_class,
+                "coverage_sum": coverage_sum,
+                "issues": [
+                    {"file": str(i.path), "line": i.line, "kind": i.kind, "message": i.message}
+                    for i in issues
+                ],
+            }
+        )
+
+    def skip(self, item: WorkItem, reason: str) -> None:
+        """Record an image that gets no mask, and why."""
+        self.write(
+            {
+                "type": "skip",
+                "key": item.key,
+                "image": str(item.image),
+                "reason": reason,
+                "issues": [],
+            }
+        )

@@ -1,0 +1,132 @@
+"""What a ``label_dataset`` run did (:class:`LabelSummary`) and its printable report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import RenderableType
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from ..data.yolo import LabelIssue
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    """An image that got no mask, and why."""
+
+    split: str
+    image: str
+    reason: str
+
+
+@dataclass
+class SplitCounts:
+    """Counts of one split in one run."""
+
+    images: int = 0
+    already_done: int = 0
+    labelled: int = 0
+    with_boxes: int = 0
+    boxes: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class LabelSummary:
+    """What a ``label_dataset`` run did.
+
+    Attributes:
+        out: output folder.
+        teacher: teacher name.
+        splits: per-split counts of this run.
+        images: images in the selection (this shard, chosen splits).
+        labelled: images given a mask in this run.
+        already_done: images skipped because their mask existed (resume).
+        boxes: boxes segmented in this run.
+        skipped: unreadable images (first 1000 listed; ``skipped_count`` counts all).
+        label_issues: bad label lines (first 1000 listed; ``issue_count`` counts all).
+        coverage: mean fraction of each box covered by its own mask, per class name.
+        wall_time_s: seconds the run took.
+        manifest: ``manifest.json`` if this run wrote it (``None`` while shards are missing).
+        previews: preview PNGs written.
+        mixed_teachers: true when the finished masks come from differing teacher settings.
+    """
+
+    out: Path
+    teacher: str
+    splits: dict[str, SplitCounts]
+    images: int = 0
+    labelled: int = 0
+    already_done: int = 0
+    boxes: int = 0
+    skipped: list[SkippedImage] = field(default_factory=list)
+    skipped_count: int = 0
+    label_issues: list[LabelIssue] = field(default_factory=list)
+    issue_count: int = 0
+    coverage: dict[str, float] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    manifest: Path | None = None
+    previews: list[Path] = field(default_factory=list)
+    shard: tuple[int, int] | None = None
+    mixed_teachers: bool = False
+
+    @property
+    def images_per_s(self) -> float:
+        """Images labelled in this run per second of wall time."""
+        return self.labelled / self.wall_time_s if self.wall_time_s > 0 else 0.0
+
+
+def _counts_table(summary: LabelSummary) -> Table:
+    table = Table(title=escape(f"b2p label: {summary.teacher} → {summary.out}"))
+    for column in ("split", "images", "done before", "labelled", "with boxes", "boxes", "skipped"):
+        table.add_column(column, justify="right" if column != "split" else "left")
+    for split, c in summary.splits.items():
+        row = (c.images, c.already_done, c.labelled, c.with_boxes, c.boxes, c.skipped)
+        table.add_row(escape(split), *(str(v) for v in row))
+    return table
+
+
+def _coverage_table(coverage: dict[str, float]) -> Table:
+    table = Table(caption="fraction of each box's pixels inside its own mask, averaged")
+    table.add_column("class")
+    table.add_column("mean box coverage", justify="right")
+    for name, value in coverage.items():
+        table.add_row(escape(name), f"{value:.3f}")
+    return table
+
+
+def _manifest_line(summary: LabelSummary) -> Text:
+    if summary.manifest is not None:
+        return Text(f"manifest: {summary.manifest}")
+    if summary.shard is not None:
+        return Text(
+            "manifest.json not written yet: other shards are unfinished; the last shard to "
+            "finish (or a rerun without --shard) writes it."
+        )
+    return Text("manifest.json not written: some images are unfinished", style="yellow")
+
+
+def summary_report(summary: LabelSummary) -> list[RenderableType]:
+    """The end-of-run report, as Rich renderables to print in order.
+
+    A table of counts per split, the mean box coverage per class, wall time and speed, the
+    first skipped images, and where the previews and the manifest are. Paths and messages
+    are plain text (never read as Rich markup).
+    """
+    parts: list[RenderableType] = [_counts_table(summary)]
+    if summary.coverage:
+        parts.append(_coverage_table(summary.coverage))
+    parts.append(
+        Text(
+            f"wall time {summary.wall_time_s:.1f} s, {summary.images_per_s:.2f} images/s; "
+            f"label issues: {summary.issue_count}; images skipped: {summary.skipped_count}"
+        )
+    )
+    parts += [Text.assemble(("skipped", "yellow"), f": {s.reason}") for s in summary.skipped[:10]]
+    if summary.previews:
+        parts.append(Text(f"previews: {summary.out / 'preview'}"))
+    parts.append(_manifest_line(summary))
+    return parts
