@@ -64,17 +64,36 @@ def make_dataset(root: Path, n_images: int, n_with_boxes: int, size: tuple[int, 
     return yaml
 
 
-def random_checkpoint(folder: Path, model_type: str) -> Path:
-    """Random SAM weights saved like the official files (a plain state dict)."""
-    path = folder / ("mobile_sam.pt" if model_type == "vit_t" else f"sam_{model_type}_random.pth")
+def random_checkpoint(folder: Path, model_type: str, teacher: str = "sam") -> Path:
+    """Random SAM-family weights saved like the official files (a plain state dict; SAM 2:
+    ``{"model": state dict}``), built with each package's own builder."""
+    if teacher == "sam2":
+        from sam2.build_sam import build_sam2
+
+        from boxes2pixels.teachers.sam2 import sam2_config
+
+        path = folder / f"sam2.1_hiera_{model_type}.pt"
+        if not path.exists():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = build_sam2(sam2_config(model_type), None, device="cpu")
+            torch.save({"model": model.state_dict()}, path)
+        return path
+    if teacher == "sam-hq":
+        path = folder / f"sam_hq_{model_type}.pth"
+    else:
+        stem = "mobile_sam.pt" if model_type == "vit_t" else f"sam_{model_type}_random.pth"
+        path = folder / stem
     if not path.exists():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if model_type == "vit_t":
+            if teacher == "sam-hq":
+                from segment_anything_hq import sam_model_registry
+            elif model_type == "vit_t":
                 from mobile_sam import sam_model_registry
             else:
                 from segment_anything import sam_model_registry
-        torch.save(sam_model_registry[model_type]().state_dict(), path)
+            torch.save(sam_model_registry[model_type]().state_dict(), path)
     return path
 
 
@@ -113,10 +132,10 @@ def per_image_cost(teacher, size: tuple[int, int], repeats: int) -> dict[str, fl
             t = time.perf_counter()
             if n:
                 teacher.segment(image, boxes[:n])
-            else:
+            else:  # the teacher's own encoder step (SAM 2 keeps its features elsewhere)
                 with torch.inference_mode():
-                    teacher.predictor.set_image(image)
-                teacher.predictor.reset_image()
+                    teacher._encode(image)
+                teacher._release()
             runs[n].append(time.perf_counter() - t)
     times = {
         "1_box": statistics.median(runs[1]),
@@ -151,16 +170,20 @@ def memory_test(tmp: Path, n_images: int, n_with_boxes: int, size: tuple[int, in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=100, help="images for MobileSAM")
+    parser.add_argument("--images", type=int, default=100, help="images for the small models")
     parser.add_argument("--with-boxes", type=int, default=30, help="of those, with boxes")
-    parser.add_argument("--sam-images", type=int, default=6, help="images for SAM vit_b")
+    parser.add_argument("--sam-images", type=int, default=6, help="images for ViT-B/L/H models")
     parser.add_argument("--sam-with-boxes", type=int, default=2, help="of those, with boxes")
     parser.add_argument("--size", default="640x360", help="image size WxH")
     parser.add_argument("--many", type=int, default=2000, help="images for the memory test")
     parser.add_argument("--many-with-boxes", type=int, default=0, help="of those, with boxes")
     parser.add_argument("--skip-naive", action="store_true", help="skip the naive loop")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the 1 vs 5 box test")
-    parser.add_argument("--teachers", default="mobile-sam,sam", help="teachers to measure")
+    parser.add_argument(
+        "--teachers",
+        default="mobile-sam,sam,sam-hq,sam2",
+        help="teachers to measure, each NAME or NAME:MODEL_TYPE (e.g. sam-hq:vit_b)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
@@ -178,13 +201,18 @@ def main() -> None:
         # first, before any model is loaded, so that the peak RSS growth means something
         results["many_images"] = memory_test(tmp, args.many, args.many_with_boxes, size)
         print("many_images", json.dumps(results["many_images"], indent=1), flush=True)
-        setups = {"mobile-sam": ("vit_t", args.images, args.with_boxes)}
-        setups["sam"] = ("vit_b", args.sam_images, args.sam_with_boxes)
-        for name in args.teachers.split(","):
-            model_type, n_images, n_boxes = setups[name]
-            yaml = make_dataset(tmp / f"ds-{name}", n_images, n_boxes, size)
-            ckpt = random_checkpoint(tmp, model_type)
-            teacher = load_teacher(name, checkpoint=str(ckpt), device="cpu")
+        small, big = (args.images, args.with_boxes), (args.sam_images, args.sam_with_boxes)
+        # teacher[:model type] -> default model type; ViT-B/L/H models get the smaller set
+        default_types = {"mobile-sam": "vit_t", "sam": "vit_b", "sam-hq": "vit_tiny"}
+        default_types["sam2"] = "tiny"
+        for spec in args.teachers.split(","):
+            teacher_name, _, model_type = spec.partition(":")
+            model_type = model_type or default_types[teacher_name]
+            n_images, n_boxes = big if model_type in ("vit_b", "vit_l", "vit_h") else small
+            name = f"{teacher_name}:{model_type}"
+            yaml = make_dataset(tmp / f"ds-{spec}", n_images, n_boxes, size)
+            ckpt = random_checkpoint(tmp, model_type, teacher_name)
+            teacher = load_teacher(teacher_name, checkpoint=str(ckpt), device="cpu")
             summary = label_dataset(
                 yaml, teacher, tmp / f"out-{name}", splits=["train"], progress=False
             )
@@ -209,6 +237,14 @@ def main() -> None:
             print(name, json.dumps(results[name], indent=1), flush=True)
             del teacher
 
+    print(f"\nCPU: {results['cpu']}, {results['torch_threads']} torch threads, {args.size}")
+    print("| teacher | label images/s | encoder s | decoder s/box |\n|---|---|---|---|")
+    for name, r in results.items():
+        if isinstance(r, dict) and "label_images_per_s" in r:
+            print(
+                f"| {name} | {r['label_images_per_s']:.3f} | {r['encoder_s']:.2f} "
+                f"| {r['decoder_per_box_s']:.3f} |"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

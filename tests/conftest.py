@@ -121,3 +121,60 @@ def sam_checkpoint(tmp_path_factory):
         return path
 
     return build
+
+
+@pytest.fixture(scope="session")
+def teacher_checkpoint(sam_checkpoint, tmp_path_factory):
+    """Factory: ``teacher_checkpoint(teacher, model_type)`` -> a random-weight checkpoint of a
+    SAM-family teacher, built with the package's own builder and saved in the official layout
+    and file name (``sam_hq_vit_tiny.pth`` state dict, ``sam2.1_hiera_tiny.pt`` = {"model":
+    state dict}); ``sam`` and ``mobile-sam`` come from ``sam_checkpoint``. Built once a session."""
+    import warnings
+
+    import torch
+
+    folder = tmp_path_factory.getbasetemp() / "random-teacher-checkpoints"
+    folder.mkdir(exist_ok=True)
+
+    def build(teacher: str, model_type: str):
+        if teacher in ("sam", "mobile-sam"):
+            return sam_checkpoint(model_type)
+        if teacher == "sam-hq":
+            path = folder / f"sam_hq_{model_type}.pth"
+        else:
+            path = folder / f"sam2.1_hiera_{model_type}.pt"
+        if not path.exists():
+            torch.manual_seed(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if teacher == "sam-hq":
+                    from segment_anything_hq import sam_model_registry
+
+                    torch.save(sam_model_registry[model_type]().state_dict(), path)
+                else:
+                    from sam2.build_sam import build_sam2
+
+                    suffix = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}
+                    config = f"configs/sam2.1/sam2.1_hiera_{suffix[model_type]}.yaml"
+                    model = build_sam2(config, None, device="cpu")
+                    torch.save({"model": model.state_dict()}, path)
+        return path
+
+    return build
+
+
+# --------------------------------------------------------------------------------------------
+# tests/gpu (CUDA only) is collected only when named on the command line (`.ci/gpu`).
+# --------------------------------------------------------------------------------------------
+
+_GPU_TESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu")
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Leave out tests/gpu unless a command-line path points into it."""
+    if str(collection_path) != _GPU_TESTS:
+        return None
+    asked = [os.path.abspath(str(arg).split("::")[0]) for arg in config.args]
+    if any(a == _GPU_TESTS or a.startswith(_GPU_TESTS + os.sep) for a in asked):
+        return None
+    return True

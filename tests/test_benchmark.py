@@ -112,6 +112,7 @@ def test_run_benchmark_end_to_end_and_resume(tmp_path, synth, monkeypatch) -> No
 
     base = TrainConfig(
         backbone="test_vit",
+        imgsz=128,
         backbone_mode="full",
         decoder_channels=32,
         workers=0,
@@ -123,7 +124,7 @@ def test_run_benchmark_end_to_end_and_resume(tmp_path, synth, monkeypatch) -> No
     kwargs = dict(
         runs="student,unet",
         epochs=1,
-        imgsz=112,
+        imgsz=128,
         batch=2,
         backbone_init="random",
         encoder_init="random",

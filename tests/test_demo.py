@@ -211,7 +211,7 @@ def test_offline_availability_check_says_why(monkeypatch) -> None:
 
     # as on a machine without a cached copy and without network
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
-    monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     ok, why = demo_module.pretrained_backbone_available("vit_small_patch14_dinov2.lvd142m")
     assert not ok
     assert "HF_HUB_OFFLINE" in why and "timm/vit_small_patch14_dinov2.lvd142m" in why

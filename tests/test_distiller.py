@@ -384,7 +384,7 @@ def test_direct_construction_and_assignment_raise_config_errors() -> None:
     with pytest.raises(ConfigError, match="backbone_weights is set but backbone_init"):
         TrainConfig(backbone_init="random", backbone_weights=Path("w.pth"))
     cfg = TrainConfig()
-    with pytest.raises(ConfigError, match="imgsz: must be a multiple of 14"):
+    with pytest.raises(ConfigError, match="imgsz must be a multiple of 14"):
         cfg.imgsz = 100
     cfg.imgsz = 112
     assert cfg.imgsz == 112

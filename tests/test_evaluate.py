@@ -26,6 +26,7 @@ KEYS = [
     "per_class",
     "confusion_matrix",
     "images",
+    "defects",
 ]
 
 # Two images whose summed confusion matrix is [[2, 1, 1], [1, 2, 0], [1, 0, 1]] (see test_metrics).

@@ -66,7 +66,7 @@ def test_corrupt_and_missing_images_name_the_file(tmp_path) -> None:
 def test_mask_round_trip_keeps_class_values_with_palette(tmp_path) -> None:
     mask = np.array([[0, 1, 2], [255, 3, 0]], np.uint8)
     path = tmp_path / "sub" / "m.png"
-    io.write_mask(path, mask)
+    io.write_mask(path, mask, palette=True)  # opt-in; plain grayscale by default
     with Image.open(path) as img:
         assert img.mode == "P"
         assert img.getpalette()[3:6] == list(io.class_colour(1))

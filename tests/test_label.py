@@ -96,7 +96,9 @@ def test_box_teacher_through_cli_exact_masks_and_manifest(tmp_path: Path) -> Non
         "images": 2,
         "with_boxes": 1,
         "boxes": 1,
+        "encoder_passes": 1,
         "boxes_per_class": {"dirt": 0, "damage": 1},
+        "low_score_boxes": {"dirt": 0, "damage": 0},
         "skipped": 0,
         "label_issues": 0,
     }

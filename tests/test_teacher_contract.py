@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from boxes2pixels.teachers import Teacher, available_teachers, load_teacher
+from boxes2pixels.teachers.scores import segment_scored
 
 HEIGHT, WIDTH = 64, 96
 # Model type of the random checkpoint each built-in SAM teacher loads.
-CHECKPOINT_TYPES = {"sam": "vit_b", "mobile-sam": "vit_t"}
+CHECKPOINT_TYPES = {"sam": "vit_b", "mobile-sam": "vit_t", "sam-hq": "vit_tiny", "sam2": "tiny"}
 SLOW = {"sam"}  # a ViT-B image encoder pass takes tens of seconds on a small CPU
 
 BOXES = np.array(
@@ -45,12 +46,13 @@ def _image() -> np.ndarray:
 
 
 @pytest.fixture(scope="module", params=_params())
-def teacher(request: pytest.FixtureRequest, sam_checkpoint) -> Teacher:
+def teacher(request: pytest.FixtureRequest, teacher_checkpoint) -> Teacher:
     """Each registered teacher, with default options (random weights on the CPU for SAM)."""
     name = request.param
     options = {}
     if name in CHECKPOINT_TYPES:
-        options = {"checkpoint": str(sam_checkpoint(CHECKPOINT_TYPES[name])), "device": "cpu"}
+        checkpoint = teacher_checkpoint(name, CHECKPOINT_TYPES[name])
+        options = {"checkpoint": str(checkpoint), "device": "cpu"}
     return load_teacher(name, **options)
 
 
@@ -101,3 +103,17 @@ def test_zero_boxes_give_an_empty_result(teacher: Teacher) -> None:
 def test_two_calls_give_the_same_masks(teacher: Teacher, first_masks: np.ndarray) -> None:
     again = teacher.segment(_image(), BOXES.copy())
     np.testing.assert_array_equal(again, first_masks)
+
+
+def test_scores_when_given_match_the_masks(teacher: Teacher, first_masks: np.ndarray) -> None:
+    # optional: a teacher with segment_scored gives the same masks and one score per box
+    scored = getattr(teacher, "segment_scored", None)
+    if scored is None:
+        assert segment_scored(teacher, _image(), BOXES.copy()).score() is None
+        return
+    out = scored(_image(), BOXES.copy())
+    np.testing.assert_array_equal(out.masks, first_masks)
+    for values in (out.predicted_iou, out.stability):
+        assert values is None or (np.shape(values) == (len(BOXES),) and np.isfinite(values).all())
+    if out.stability is not None:
+        assert ((out.stability >= 0) & (out.stability <= 1)).all()

@@ -275,13 +275,18 @@ def test_hub_checkpoint_address(monkeypatch: pytest.MonkeyPatch, mobile_sam_ckpt
 
     seen = {}
 
-    def fake_download(repo_id: str, filename: str, revision: str | None = None) -> str:
+    def fake_download(
+        repo_id: str, filename: str, revision: str | None = None, repo_type: str = "model"
+    ) -> str:
         seen.update(repo_id=repo_id, filename=filename, revision=revision)
         return str(mobile_sam_ckpt)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    resolved = resolve_checkpoint("hf://acme/sam-weights/w/mobile_sam.pt@v1", "vit_t", "mobile-sam")
+    resolved = resolve_checkpoint("hf://acme/sam-weights@v1/w/mobile_sam.pt", "vit_t", "mobile-sam")
     assert seen == {"repo_id": "acme/sam-weights", "filename": "w/mobile_sam.pt", "revision": "v1"}
+    resolve_checkpoint("hf://acme/sam-weights@refs/pr/1/mobile_sam.pt", "vit_t", "mobile-sam")
+    assert seen["revision"] == "refs/pr/1"
+    assert seen["filename"] == "mobile_sam.pt"
     assert resolved.path == mobile_sam_ckpt
     with pytest.raises(CheckpointError, match="not a Hub checkpoint address"):
         resolve_checkpoint("hf://only-owner", "vit_t", "mobile-sam")

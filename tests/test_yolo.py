@@ -108,7 +108,7 @@ def test_each_kind_of_bad_line_is_named_and_skipped(tmp_path: Path) -> None:
         "0 0.5 0.5 0 0.2\n"  # zero width
         "1 0.95 0.5 0.2 0.2\n"  # sticks out: clipped
         "0 nan 0.5 0.2 0.2\n"  # non-finite
-        "1 0.1 0.2 0.3 0.4 0.5 0.6\n"  # a segment line
+        "1 0.1 0.2 0.3 0.4 0.5\n"  # 6 fields: neither a box nor a polygon
     )
     labels = parse_label_text(text, num_classes=2, path=tmp_path / "l.txt")
     assert labels.classes.tolist() == [0, 1]

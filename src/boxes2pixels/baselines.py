@@ -42,6 +42,7 @@ from torch import nn
 
 from .errors import Boxes2PixelsError, CheckpointError, WeightsUnavailableError
 from .io import atomic_path, write_json_atomic
+from .weights_file import load_weights, write_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -112,11 +113,9 @@ def nearest_multiple(size: int, divisor: int = 32) -> int:
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
+    if path.suffix == ".safetensors":
+        return load_weights(path)  # checks the recorded sha256
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path), device="cpu")
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt files raise many different types
         raise CheckpointError(f"{path}: cannot read weights ({exc})") from exc
@@ -273,13 +272,11 @@ class BaselineModel(nn.Module):
 
         ``metrics`` (e.g. the validation scores of the saved epoch) go to ``metrics.json``.
         """
-        from safetensors.torch import save_file
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         with atomic_path(directory / WEIGHTS_NAME) as tmp:
-            save_file(state, str(tmp), metadata={"format": "pt"})
+            write_weights(tmp, state, {"format": "pt"})  # with its sha256, reproducible
         write_json_atomic(directory / CONFIG_NAME, self.config)
         if metrics is not None:
             write_json_atomic(directory / "metrics.json", metrics)

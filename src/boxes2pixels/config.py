@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -50,12 +50,47 @@ class TrainConfig(BaseSettings):
         "error",
         description="an image without a mask: stop with an error, or skip it with a warning",
     )
+    corrected_images: list[str] | None = Field(
+        None,
+        description="keys <split>/<mask name> of human-corrected masks; None: read from the "
+        "mask folder's manifest.json (b2p label --corrections records them there)",
+    )
+    corrected_repeat: int = Field(
+        1,
+        ge=0,
+        description="times each human-corrected training image is seen per epoch; 0 keeps "
+        "them out of training (then validating on them is an unbiased check)",
+    )
+    validate_on: Literal["val", "corrected"] = Field(
+        "val",
+        description="val: the val split's pseudo-masks (the paper); corrected: the "
+        "human-corrected images of every split, against their corrected masks (best epoch "
+        "and early stopping then follow them)",
+    )
     resume: bool = Field(False, description="continue from RUN_DIR/last.ckpt")
     overwrite: bool = Field(False, description="allow writing into a non-empty RUN_DIR")
 
     # --- schedule ---------------------------------------------------------------------
     epochs: int = Field(200, ge=1)
-    imgsz: int = Field(518, ge=14, description="square training size (multiple of 14)")
+    imgsz: int = Field(
+        518, ge=14, description="square training size (multiple of the backbone's patch size)"
+    )
+    crop_size: int = Field(
+        0,
+        ge=0,
+        description="0: each whole image resized to imgsz (the paper); N: N×N windows at "
+        "native resolution, validation and prediction tiled (multiple of the patch size)",
+    )
+    crop_defect_prob: float = Field(
+        0.5, ge=0, le=1, description="with crop_size: share of windows centred on a defect pixel"
+    )
+    crop_jitter: float = Field(
+        0.25,
+        ge=0,
+        lt=1,
+        description="with crop_size: a window covers N·s source pixels, s drawn from "
+        "[1 − jitter, 1 + jitter], resized to N×N",
+    )
     batch: int = Field(8, ge=1)
     workers: int = Field(2, ge=0)
     device: str = "auto"
@@ -110,12 +145,24 @@ class TrainConfig(BaseSettings):
     detail_branch: bool = True
     binary_head: bool = True
 
-    @field_validator("imgsz")
-    @classmethod
-    def _multiple_of_14(cls, v: int) -> int:
-        if v % 14:
-            raise ValueError(f"must be a multiple of 14 (the ViT patch size), got {v}")
-        return v
+    @model_validator(mode="after")
+    def _imgsz_fits_patch(self) -> TrainConfig:
+        from .student.timm_family import backbone_info
+
+        patch = backbone_info(self.backbone).patch_size
+        if self.imgsz % patch:
+            near = max(patch, round(self.imgsz / patch) * patch)
+            raise ValueError(
+                f"imgsz must be a multiple of {patch} (the patch size of {self.backbone}), "
+                f"got {self.imgsz}; e.g. imgsz {near}"
+            )
+        if self.crop_size % patch:
+            near = max(patch, round(self.crop_size / patch) * patch)
+            raise ValueError(
+                f"crop_size must be 0 or a multiple of {patch} (the patch size of "
+                f"{self.backbone}), got {self.crop_size}; e.g. crop_size {near}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_weights(self) -> TrainConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from . import cpu
 from .errors import Boxes2PixelsError
 
 
@@ -37,26 +38,18 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
 
 def cpu_supports_bf16() -> bool:
     """True when the CPU has bf16 matrix instructions (AMX-bf16 or AVX512-bf16)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    return cpu.cpu_info().bf16_matrix
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype for ``auto|fp32|bf16|fp16`` on ``device`` (``None`` means plain fp32).
 
-    ``auto``: fp16 on CUDA, bf16 on CPUs with bf16 matrix instructions, fp32 otherwise.
+    ``auto``: :func:`boxes2pixels.cpu.choose_precision` (bf16 on GPUs that compute it
+    natively, else fp16; bf16 on CPUs with bf16 matrix instructions; fp32 otherwise).
     """
     precision = precision.lower()
     if precision == "auto":
-        if device.type == "cuda":
-            return torch.float16
-        if device.type == "cpu" and cpu_supports_bf16():
-            return torch.bfloat16
-        return None
+        precision = cpu.choose_precision(device).precision
     table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     if precision not in table:
         raise Boxes2PixelsError(f"unknown precision '{precision}' (use auto, fp32, bf16 or fp16)")

@@ -33,6 +33,12 @@ class CheckpointError(Boxes2PixelsError):
     """A model checkpoint is missing or does not fit the requested model."""
 
 
+class WriteError(Boxes2PixelsError, OSError):
+    """An output file cannot be written: the disk is full, a file size or quota limit is
+    reached, or the folder is read-only. Also an ``OSError``, so callers that catch
+    ``OSError`` treat it as one."""
+
+
 class TeacherNotFoundError(Boxes2PixelsError):
     """No teacher is registered under the requested name."""
 

@@ -6,8 +6,11 @@ a flat folder of masks work). The same rule picks ``PRED_DIR/<split>/`` or ``PRE
 A prediction is matched to a ground-truth mask by its relative path; a missing prediction
 counts as all background and is listed in ``EvaluationResult.missing_predictions``. With a
 model, the split's images are matched to masks by ``YoloDataset.mask_name`` and predicted
-at their own size, so scoring a model and scoring the masks ``b2p predict`` wrote for the
-same images give the same numbers.
+at their own size (tiled at native resolution for a model trained with a crop size), so
+scoring a model and scoring the masks ``b2p predict`` wrote for the same images give the
+same numbers. Besides the pixel metrics, every evaluation counts defects
+(:class:`~boxes2pixels.metrics.DefectCounter`): recall per defect, per class and for thin
+defects, and defect-level precision.
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ import numpy as np
 
 from .errors import Boxes2PixelsError, DatasetError, ImageReadError
 from .io import read_image, read_mask
-from .metrics import IGNORE_INDEX, ConfusionMatrix, SegmentationScores
+from .metrics import (
+    IGNORE_INDEX,
+    ConfusionMatrix,
+    DefectCounter,
+    DefectScores,
+    SegmentationScores,
+)
+from .tiling import predict_tiled
 
 if TYPE_CHECKING:
     from .models import SegmentationModel
@@ -45,6 +55,8 @@ class EvaluationResult:
         unscored_images: split images with no ground-truth mask (model mode), not scored.
         random_backbone: the model's backbone was randomly initialised (with ``pred``: as
             recorded by ``b2p predict``).
+        defects: per-defect recall (overall, per class, thin) and precision
+            (:class:`~boxes2pixels.metrics.DefectScores`; definitions in docs/resolution.md).
     """
 
     scores: SegmentationScores
@@ -55,10 +67,15 @@ class EvaluationResult:
     unreadable: list[str] = field(default_factory=list)
     unscored_images: list[str] = field(default_factory=list)
     random_backbone: bool = False
+    defects: DefectScores | None = None
 
     def to_dict(self) -> dict[str, object]:
-        """The ``b2p evaluate --json`` document: exactly the keys of ``SegmentationScores``."""
-        return self.scores.to_dict()
+        """The ``b2p evaluate --json`` document: the keys of ``SegmentationScores`` and
+        ``defects`` (``DefectScores.to_dict``)."""
+        out = self.scores.to_dict()
+        if self.defects is not None:
+            out["defects"] = self.defects.to_dict()
+        return out
 
     def notes(self) -> list[tuple[str, str]]:
         """What the reader should know besides the scores, as ``(kind, text)`` pairs.
@@ -147,18 +164,41 @@ def _check_size(
 
 
 class _Accumulator:
-    """A confusion matrix whose class count may be fixed up front or inferred from the data."""
+    """A confusion matrix and a per-defect counter whose class count may be fixed up front
+    or inferred from the data."""
 
     def __init__(self, class_names: list[str] | None) -> None:
         self.class_names = class_names
         size = len(class_names) if class_names else IGNORE_INDEX
         self.cm = ConfusionMatrix(size, class_names)
+        self.defects = DefectCounter(len(class_names), class_names) if class_names else None
 
     def update(self, pred: np.ndarray, gt: np.ndarray, gt_file: Path) -> None:
         try:
             self.cm.update(pred, gt)
         except ValueError as exc:
             raise Boxes2PixelsError(f"{gt_file}: {exc}") from exc
+        if self.class_names:
+            assert self.defects is not None
+            self.defects.update(pred, gt)
+        else:  # classes inferred: count this image with the classes it shows
+            seen = max(
+                int(gt[gt != IGNORE_INDEX].max(initial=0)),
+                int(pred[pred != IGNORE_INDEX].max(initial=0)),
+            )
+            counter = DefectCounter(max(2, seen + 1))
+            counter.update(pred, gt)
+            self._add(counter)
+
+    def _add(self, counter: DefectCounter) -> None:
+        """Add the counts of a counter with possibly more classes than ``self.defects``."""
+        mine = self.defects
+        if mine is None or mine.num_classes < counter.num_classes:
+            grown = DefectCounter(counter.num_classes)
+            if mine is not None:
+                grown.merge(_padded(mine, counter.num_classes))
+            mine = self.defects = grown
+        mine.merge(_padded(counter, mine.num_classes))
 
     def scores(self) -> SegmentationScores:
         if self.class_names:
@@ -169,6 +209,23 @@ class _Accumulator:
         cm.matrix = self.cm.matrix[:size, :size].copy()
         cm.images = self.cm.images
         return cm.compute()
+
+    def defect_scores(self, class_names: list[str]) -> DefectScores:
+        """Per-defect recall and precision, per class for ``class_names``."""
+        counter = _padded(self.defects or DefectCounter(2), len(class_names))
+        counter.class_names = list(class_names)
+        return counter.compute()
+
+
+def _padded(counter: DefectCounter, num_classes: int) -> DefectCounter:
+    """A copy of ``counter`` with ``num_classes`` classes (a class it lacks counts zero)."""
+    names = counter.class_names[:num_classes] if counter.num_classes >= num_classes else None
+    out = DefectCounter(num_classes, names)
+    k = min(num_classes, counter.num_classes)
+    for name in ("defects", "found_binary", "found_class"):
+        getattr(out, name)[:k] = getattr(counter, name)[:k]
+    out.thin[:], out.predicted[:] = counter.thin, counter.predicted
+    return out
 
 
 def _predict_summary(*folders: Path) -> dict[str, Any]:
@@ -217,6 +274,7 @@ def evaluate(
     device: str = "auto",
     precision: str = "fp32",
     progress: bool = True,
+    revision: str | None = None,
 ) -> EvaluationResult:
     """Score a model on a dataset split, or a folder of predicted masks, against masks.
 
@@ -240,6 +298,7 @@ def evaluate(
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         precision: ``fp32``, ``bf16``, ``fp16`` or ``auto``.
         progress: show a progress bar on stderr.
+        revision: branch, tag, commit or ``refs/pr/N`` when ``model`` is a Hub id.
 
     Raises:
         Boxes2PixelsError: bad arguments, a folder without masks, a prediction whose size
@@ -281,6 +340,7 @@ def evaluate(
         device=device,
         precision=precision,
         progress=progress,
+        revision=revision,
     )
 
 
@@ -310,8 +370,10 @@ def _evaluate_pred(
             missing.append(name)
             p = np.zeros_like(gt)
         acc.update(p, gt, gt_file)
+    scores = acc.scores()
     return EvaluationResult(
-        scores=acc.scores(),
+        scores=scores,
+        defects=acc.defect_scores(list(scores.per_class)),
         gt_dir=gt_dir,
         pred_dir=pred_dir,
         model=str(recorded["model"]) if recorded.get("model") else None,
@@ -333,13 +395,14 @@ def _evaluate_model(
     device: str,
     precision: str,
     progress: bool,
+    revision: str | None = None,
 ) -> EvaluationResult:
-    from .models import backbone_is_random, load_model
+    from .models import backbone_is_random, crop_size_of, load_model
 
     if batch_size < 1:
         raise Boxes2PixelsError(f"batch size must be at least 1, got {batch_size}")
     spec = str(model) if isinstance(model, (str, Path)) else None
-    loaded = load_model(model, device=device)
+    loaded = load_model(model, device=device, revision=revision)
     if loaded.num_classes != dataset.num_classes:
         raise DatasetError(
             f"{dataset.yaml_path}: {len(dataset.names)} classes ({', '.join(dataset.names)}) but "
@@ -355,11 +418,23 @@ def _evaluate_model(
     for group in _progress_iter(batches, progress, "evaluate"):
         readable = _read_group(group, images, missing, unreadable)
         arrays = [img for _, img in readable]
-        preds = (
-            loaded.predict(arrays, imgsz=imgsz, batch_size=batch_size, precision=precision)
-            if arrays
-            else []
-        )
+        if crop_size_of(loaded):  # trained on native windows: tiled, as b2p predict runs it
+            preds = [
+                predict_tiled(
+                    loaded,
+                    a,
+                    tile_size=crop_size_of(loaded),
+                    batch_size=batch_size,
+                    precision=precision,
+                )
+                for a in arrays
+            ]
+        else:
+            preds = (
+                loaded.predict(arrays, imgsz=imgsz, batch_size=batch_size, precision=precision)
+                if arrays
+                else []
+            )
         by_name = {n: p for (n, _), p in zip(readable, preds, strict=True)}
         for name in group:
             gt_file = gt_dir / name
@@ -370,8 +445,10 @@ def _evaluate_model(
             else:
                 p = np.zeros_like(gt)
             acc.update(p, gt, gt_file)
+    scores = acc.scores()
     return EvaluationResult(
-        scores=acc.scores(),
+        scores=scores,
+        defects=acc.defect_scores(list(scores.per_class)),
         gt_dir=gt_dir,
         model=spec,
         missing_predictions=missing,

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import struct
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from .atomic import atomic_path as atomic_path  # re-exported: writers import it from here
 from .errors import ImageReadError
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# What PIL raises for a missing, corrupt or hostile file; DecompressionBombError is a file
+# whose header claims more pixels than ``Image.MAX_IMAGE_PIXELS`` allows (2× the limit).
+_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 # Colours (RGB) for label values 0..N; index 255 (ignore) is white.
 _BASE_COLOURS = [
@@ -78,7 +78,7 @@ def read_image(path: str | Path) -> np.ndarray:
             return _to_rgb8(img)
     except FileNotFoundError as exc:
         raise ImageReadError(f"{path}: image file not found") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
+    except _IMAGE_ERRORS as exc:
         raise ImageReadError(f"{path}: cannot read image ({exc})") from exc
 
 
@@ -103,34 +103,9 @@ def image_size(path: str | Path) -> tuple[int, int]:
         with Image.open(path) as img:
             w, h = img.size
             orientation = img.getexif().get(0x0112, 1)
-    except (OSError, ValueError, SyntaxError) as exc:
+    except _IMAGE_ERRORS as exc:
         raise ImageReadError(f"{path}: cannot read image ({exc})") from exc
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``.
-
-    A crash or kill at any moment leaves either the old file or the complete new one, never
-    a truncated file. The temporary file keeps ``path``'s suffix so writers that look at
-    the suffix (PIL, OpenCV) choose the right format.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        # mkstemp (and some writers that recreate the file) leave 0600: make it a normal file
-        os.chmod(tmp_path, 0o666 & ~_UMASK)
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
 
 
 def remove_outputs(folder: Path, names: Sequence[str]) -> None:
@@ -160,7 +135,10 @@ def load_torch_weights(path: str | Path, expected: str) -> Any:
 
     path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # a text or random file "declares" a pickle protocol; the error below says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
         raise CheckpointError(f"{path}: file not found. Expected {expected}") from exc
     except pickle.UnpicklingError as exc:
@@ -170,8 +148,12 @@ def load_torch_weights(path: str | Path, expected: str) -> Any:
         )
         message = f"{path}: cannot load weights: {reason}. Expected {expected}"
         raise CheckpointError(message) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, LookupError, struct.error) as exc:
+        # a text file read by the unpickler fails with IndexError / KeyError, a truncated
+        # one with EOFError or struct.error
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, (LookupError, struct.error, UnicodeDecodeError)):
+            first = "its bytes are not a pickle stream; is it a text file?"
         reason = f"it is truncated or not a PyTorch file ({first[:160]})"
         message = f"{path}: cannot load weights: {reason}. Expected {expected}"
         raise CheckpointError(message) from exc
@@ -188,22 +170,29 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def write_mask(path: str | Path, mask: np.ndarray) -> None:
+def write_mask(path: str | Path, mask: np.ndarray, palette: bool = False) -> None:
     """Write a label map (H×W ``uint8``: 0 background, k+1 class k, 255 ignore) as a PNG.
 
-    The PNG is single-channel with a palette attached so viewers show colours; pixel values
-    stay class indices. The write is atomic.
+    By default a plain 8-bit grayscale PNG whose values are the class indices, which every
+    reader returns as written (PIL, ``cv2.imread`` GRAYSCALE or UNCHANGED, torchvision,
+    Detectron2, Ultralytics). ``palette=True`` attaches a colour palette so image viewers show
+    colours; the indices stay the same for PIL and :func:`read_mask`, but tools that convert
+    to grayscale (OpenCV, Detectron2) then read colour luminance instead of class indices.
+    The write is atomic.
     """
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
-    img = Image.fromarray(np.ascontiguousarray(mask.astype(np.uint8)), mode="P")
-    img.putpalette(label_palette())
+    img = Image.fromarray(np.ascontiguousarray(mask.astype(np.uint8)))  # 2-D uint8: mode "L"
+    if palette:
+        img = img.convert("P")
+        img.putpalette(label_palette())
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """Read a label-map PNG as H×W ``uint8`` class indices (the palette is ignored)."""
+    """Read a label-map PNG as H×W ``uint8`` class indices: a plain grayscale PNG's values, or
+    a palette PNG's indices (the palette is ignored; masks written before 0.2 have one)."""
     path = Path(path)
     try:
         with Image.open(path) as img:
@@ -218,7 +207,7 @@ def read_mask(path: str | Path) -> np.ndarray:
             return np.array(img, dtype=np.uint8)
     except FileNotFoundError as exc:
         raise ImageReadError(f"{path}: mask file not found") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
+    except _IMAGE_ERRORS as exc:
         raise ImageReadError(f"{path}: cannot read mask ({exc})") from exc
 
 

@@ -86,6 +86,13 @@ def backbone_is_random(model: Any) -> bool:
     return bool(getattr(model, "random_backbone", False))
 
 
+def crop_size_of(model: Any) -> int:
+    """The window side a model was trained on at native resolution (``b2p train
+    --crop-size``), 0 for a model trained on whole resized images. A model with a crop size
+    is run tiled at the image's own resolution by ``predict_files`` and ``evaluate``."""
+    return int(getattr(model, "crop_size", 0) or 0)
+
+
 def model_runtime(model: Any) -> str:
     """``onnx`` for a model run by onnxruntime, ``torch`` otherwise."""
     from .onnx_runtime import OnnxStudent
@@ -140,17 +147,39 @@ def _load_folder(path: Path) -> Any:
     return Student.from_pretrained(str(folder))
 
 
-def _load_hub(spec: str) -> Any:
+def _hub_repo(spec: str, revision: str | None) -> tuple[str, str | None]:
+    """Repository id and revision of a Hub model spec: ``owner/name`` or ``hf://owner/name[@rev]``."""
+    from .hub import HF_PROTOCOL, parse_hf_uri
+
+    if not spec.startswith(HF_PROTOCOL):
+        return spec, revision
+    hub_path = parse_hf_uri(spec)
+    if hub_path.repo_type != "model" or hub_path.path_in_repo:
+        raise CheckpointError(f"{spec}: a model is a Hub model repository (hf://owner/name[@rev])")
+    if revision is not None and hub_path.revision not in (None, revision):
+        raise CheckpointError(
+            f"{spec}: revision '{hub_path.revision}' in the address contradicts "
+            f"revision '{revision}'"
+        )
+    return hub_path.repo_id, revision or hub_path.revision
+
+
+def _load_hub(spec: str, revision: str | None = None) -> Any:
+    from .hub import hub_download
     from .student import Student
 
+    repo_id, revision = _hub_repo(spec, revision)
+    # Fetch config.json first: its error names the repository, revision and file.
+    hub_download(repo_id, "config.json", revision=revision)
     try:
-        return Student.from_pretrained(spec)
+        return Student.from_pretrained(repo_id, revision=revision)
     except Boxes2PixelsError:
         raise
     except Exception as exc:  # network, missing repo, offline mode: name the id
         raise CheckpointError(
-            f"cannot load model '{spec}' from the Hugging Face Hub ({type(exc).__name__}: "
-            f"{exc}); no local folder of that name exists either"
+            f"cannot load model '{repo_id}' (revision '{revision or 'main (default)'}') from the "
+            f"Hugging Face Hub ({type(exc).__name__}: {exc}); no local folder of that name "
+            "exists either"
         ) from exc
 
 
@@ -173,6 +202,7 @@ def load_model(
     *,
     runtime: str = "auto",
     device: str | torch.device | None = "auto",
+    revision: str | None = None,
 ) -> SegmentationModel:
     """Load any segmentation model for inference: on ``device``, in eval mode.
 
@@ -180,12 +210,13 @@ def load_model(
         spec: a model object (a ``Student``, ``BaselineModel`` or ``OnnxStudent``, returned
             moved to ``device``), a training run folder (its ``best/`` model is used), a
             folder written by ``save_pretrained`` (student or baseline), a Hugging Face Hub
-            id ``owner/name`` (a student), or an ``.onnx`` file written by ``b2p export``.
-            An existing local path always wins over a Hub id.
+            id ``owner/name`` or ``hf://owner/name[@revision]`` (a student), or an ``.onnx``
+            file written by ``b2p export``. An existing local path always wins over a Hub id.
         runtime: ``auto`` (onnxruntime for an ``.onnx`` file, PyTorch otherwise), ``torch``
             or ``onnx`` (each refuses the other kind of model with a clear error).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (for onnxruntime: its
             execution providers; ``auto`` prefers CUDA).
+        revision: branch, tag, commit or ``refs/pr/N`` of a Hub id (default: main).
 
     Raises:
         CheckpointError: the path is not a model, or the Hub id cannot be loaded.
@@ -207,9 +238,13 @@ def load_model(
             )
         return _load_onnx(path, runtime, device)
     if path.exists():
+        if revision is not None:
+            raise Boxes2PixelsError(
+                f"{spec}: a revision applies to a Hub id, but this is a local path"
+            )
         model = _load_folder(path)
-    elif _HUB_ID.match(str(spec)):
-        model = _load_hub(str(spec))
+    elif _HUB_ID.match(str(spec)) or str(spec).startswith("hf://"):
+        model = _load_hub(str(spec), revision)
     else:
         raise CheckpointError(
             f"{spec}: no such model folder (and not a Hub id of the form owner/name)"

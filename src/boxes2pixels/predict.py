@@ -19,9 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import remove_stale_temps
+from .data.yolo import output_stem
 from .errors import Boxes2PixelsError, ImageReadError
 from .io import list_images, read_image, write_json_atomic, write_mask, write_rgb
-from .models import SegmentationModel, backbone_is_random, load_model, model_runtime
+from .models import (
+    SegmentationModel,
+    backbone_is_random,
+    crop_size_of,
+    load_model,
+    model_runtime,
+)
 from .tiling import predict_tiled
 
 SUMMARY_NAME = "b2p_predict.json"
@@ -119,30 +127,31 @@ def _source_root(source: str | Path, images: list[Path]) -> tuple[Path, bool]:
 
 
 def _output_names(images: list[Path], root: Path) -> dict[Path, Path]:
-    """Relative output stem of each image: its path below ``root`` without the suffix.
-
-    Two images that differ only by suffix (``a.jpg``, ``a.png``) keep their suffix in the
-    stem (``a.jpg``, ``a.png``) so that neither output overwrites the other.
-    """
-    rel = {p: p.absolute().relative_to(root.absolute()) for p in images}
-    stems: dict[Path, list[Path]] = {}
-    for p, r in rel.items():
-        stems.setdefault(r.with_suffix(""), []).append(p)
-    out: dict[Path, Path] = {}
-    for stem, members in stems.items():
-        for p in members:
-            out[p] = stem if len(members) == 1 else rel[p]
-    return out
+    """Relative output stem of each image: its folder below ``root`` and its
+    :func:`~boxes2pixels.data.yolo.output_stem`, the rule ``b2p label`` names masks by
+    (``a.jpg`` and ``a.png`` in one folder give ``a.jpg`` and ``a.png``, so neither output
+    overwrites the other)."""
+    return {p: p.absolute().relative_to(root.absolute()).parent / output_stem(p) for p in images}
 
 
 def _check_out_dir(out: Path, root: Path, folder_source: bool) -> None:
+    """Refuse an ``--out`` that is a file, the source folder, a folder above it (the mirrored
+    names would land in the user's folders) or, for a folder source, inside it."""
+    if out.exists() and not out.is_dir():
+        raise Boxes2PixelsError(f"--out {out} is a file; predictions need a folder")
     out_abs, root_abs = out.resolve(), root.resolve()
-    if out_abs == root_abs or (folder_source and root_abs in out_abs.parents):
-        where = "the source folder" if out_abs == root_abs else "inside the source folder"
-        raise Boxes2PixelsError(
-            f"--out {out} is {where} {root}; predictions are never written next to the "
-            f"source images: choose another folder"
-        )
+    if out_abs == root_abs:
+        where = "the source folder"
+    elif out_abs in root_abs.parents:
+        where = "a folder above the source folder"
+    elif folder_source and root_abs in out_abs.parents:
+        where = "inside the source folder"
+    else:
+        return
+    raise Boxes2PixelsError(
+        f"--out {out} is {where} {root}; predictions are never written among the source "
+        f"images: choose another folder"
+    )
 
 
 def _batches(items: list[Path], size: int) -> Iterator[list[Path]]:
@@ -199,10 +208,11 @@ def _write_outputs(
     overlay: bool,
     json: bool,
     alpha: float,
+    palette: bool = False,
 ) -> None:
     """Write one image's mask (and overlay, region report) and record them in ``summary``."""
     mask_path = stem.parent / (stem.name + ".png")
-    write_mask(mask_path, pred)
+    write_mask(mask_path, pred, palette)
     summary.masks.append(mask_path)
     if overlay:
         from .viz import add_legend, overlay_mask
@@ -286,6 +296,8 @@ def predict_files(
     alpha: float = 0.5,
     runtime: str = "auto",
     progress: bool = True,
+    palette: bool = False,
+    revision: str | None = None,
 ) -> PredictSummary:
     """Predict label maps for image files and write them under ``out``.
 
@@ -304,8 +316,10 @@ def predict_files(
         json: also write ``<name>.json`` (``describe_regions``): defect area per class and
             each connected defect region with its class, pixel area and box.
         tile: segment at full resolution with a sliding window (``predict_tiled``) instead of
-            resizing the image to the model's input size (PyTorch models only).
-        tile_size: window side for ``tile`` (default: ``imgsz``, else the model's ``imgsz``).
+            resizing the image to the model's input size (PyTorch models only). Always on
+            for a model trained with a crop size (``b2p train --crop-size``).
+        tile_size: window side for ``tile`` (default: the model's crop size, else ``imgsz``,
+            else the model's ``imgsz``).
         tile_overlap: overlap of neighbouring windows as a fraction of the tile.
         imgsz: long side the image is resized to without ``tile`` (default: the model's).
         batch_size: images (or tiles) per forward pass.
@@ -315,6 +329,8 @@ def predict_files(
         runtime: ``auto`` (onnxruntime for an ``.onnx`` file, else PyTorch), ``torch`` or
             ``onnx``.
         progress: show a progress bar on stderr.
+        palette: attach a colour palette to the mask PNGs (default: plain grayscale indices).
+        revision: branch, tag, commit or ``refs/pr/N`` when ``model`` is a Hub id.
 
     Raises:
         Boxes2PixelsError: no images match ``source``, ``out`` is a source folder, or
@@ -328,8 +344,12 @@ def predict_files(
         raise Boxes2PixelsError(f"{source}: no images found (file, folder or glob)")
     out = Path(out)
     names = _plan_outputs(source, images, out)
-    loaded_model = load_model(model, runtime=runtime, device=device)
+    if out.is_dir():
+        remove_stale_temps(out)  # temporary files of a run killed mid-write
+    loaded_model = load_model(model, runtime=runtime, device=device, revision=revision)
     used_runtime = model_runtime(loaded_model)
+    if crop_size_of(loaded_model):  # trained on native-resolution windows: tile at native res
+        tile, tile_size = True, tile_size or crop_size_of(loaded_model)
     if tile and used_runtime == "onnx":
         raise Boxes2PixelsError(
             "--tile runs a PyTorch model: pass the model folder, not the exported .onnx file"
@@ -360,7 +380,7 @@ def predict_files(
             for (path, img), pred in zip(loaded, preds, strict=True):
                 _write_outputs(
                     summary, out / names[path], path, img, pred, class_names,
-                    overlay=overlay, json=json, alpha=alpha,
+                    overlay=overlay, json=json, alpha=alpha, palette=palette,
                 )  # fmt: skip
             if bar is not None:
                 bar.advance(task, len(group))

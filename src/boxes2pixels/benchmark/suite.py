@@ -248,6 +248,7 @@ def run_benchmark(
     backbone_mode: str | None = None,
     backbone_weights: str | Path | None = None,
     encoder_init: str = "imagenet",
+    backbone: str | None = None,
     encoder_weights: dict[str, str | Path] | None = None,
     split: str = "test",
     panels: int = 8,
@@ -272,7 +273,8 @@ def run_benchmark(
         backbone_init: the students' backbone initialisation (``pretrained`` or ``random``).
         backbone_mode: the students' backbone training (``bitfit``, ``frozen`` or ``full``;
             a random backbone needs ``full``).
-        backbone_weights: a local DINOv2 weights file for the students.
+        backbone_weights: a local backbone weights file for the students.
+        backbone: the students' timm backbone name (default: ``config``'s, else DINOv2 ViT-S/14).
         encoder_init: the baselines' encoder initialisation (``imagenet`` or ``random``).
         encoder_weights: per baseline name, a local smp encoder weights file.
         split: the split that is predicted and scored.
@@ -307,6 +309,7 @@ def run_benchmark(
             "batch": batch,
             "device": device,
             "precision": precision,
+            "backbone": backbone,
             "backbone_init": backbone_init,
             "backbone_mode": backbone_mode,
             "backbone_weights": backbone_weights,

@@ -49,6 +49,15 @@ BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Images per forwar
 OptionalBatchOpt = Annotated[
     int | None, typer.Option("--batch", min=1, help="Images per step (and process).")
 ]
+BackboneOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backbone",
+        help="timm ViT name (default vit_small_patch14_dinov2.lvd142m; also "
+        "vit_small_patch14_reg4_dinov2.lvd142m, vit_base_patch14_dinov2.lvd142m, "
+        "vit_small_patch16_dinov3.lvd1689m with an --imgsz multiple of 16).",
+    ),
+]
 BackboneInitOpt = Annotated[
     str | None,
     typer.Option(
@@ -76,6 +85,21 @@ ConfigFileOpt = Annotated[
     typer.Option("--config", help="Training config file (YAML or TOML)."),
 ]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed.")]
+RevisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--revision",
+        help="For a Hub id: branch, tag, commit or refs/pr/N (default: main).",
+    ),
+]
+PaletteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--palette",
+        help="Attach a colour palette to the mask PNGs (for image viewers). Default: plain "
+        "grayscale class indices, which OpenCV and Detectron2 read correctly.",
+    ),
+]
 
 
 def say(markup: str, text: str = "") -> None:
@@ -87,6 +111,16 @@ def say(markup: str, text: str = "") -> None:
     console.print(markup + escape(text), highlight=False)
 
 
+def error_text(exc: BaseException) -> str:
+    """The message of ``exc``. PyTorch re-raises an error of a DataLoader worker with the
+    worker's traceback as its message; only the original message is kept."""
+    text = str(exc)
+    origin = f"\n{type(exc).__module__}.{type(exc).__qualname__}: "
+    if "Original Traceback" in text and origin in text:
+        text = text.split(origin, 1)[1].strip()
+    return text
+
+
 def handle_errors(func: F) -> F:
     """Turn expected errors into a red one-paragraph message and exit code 1 (no traceback)."""
 
@@ -95,7 +129,7 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except Boxes2PixelsError as exc:
-            say("[bold red]error:[/] ", str(exc))
+            say("[bold red]error:[/] ", error_text(exc))
             raise typer.Exit(1) from exc
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: finished files are kept; rerun to continue.")

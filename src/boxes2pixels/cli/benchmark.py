@@ -10,6 +10,7 @@ import typer
 from ._common import (
     BackboneInitOpt,
     BackboneModeOpt,
+    BackboneOpt,
     BackboneWeightsOpt,
     ConfigFileOpt,
     ImgszOpt,
@@ -63,6 +64,7 @@ def benchmark_command(
     batch: OptionalBatchOpt = None,
     device: OptionalDeviceOpt = None,
     precision: OptionalPrecisionOpt = None,
+    backbone: BackboneOpt = None,
     backbone_init: BackboneInitOpt = None,
     backbone_mode: BackboneModeOpt = None,
     backbone_weights: BackboneWeightsOpt = None,
@@ -121,6 +123,7 @@ def benchmark_command(
             backbone_init=backbone_init,
             backbone_mode=backbone_mode,
             backbone_weights=backbone_weights,
+            backbone=backbone,
             encoder_init=encoder_init,
             encoder_weights=_encoder_weights(encoder_weights),
             split=split,

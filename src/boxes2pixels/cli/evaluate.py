@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ._common import BatchOpt, DeviceOpt, ImgszOpt, PrecisionOpt, handle_errors, say
+from ._common import (
+    BatchOpt,
+    DeviceOpt,
+    ImgszOpt,
+    PrecisionOpt,
+    RevisionOpt,
+    handle_errors,
+    say,
+)
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from ..evaluate import EvaluationResult
 
 
@@ -43,8 +53,34 @@ def print_result(result: EvaluationResult) -> None:
     for key in ("iou", "precision", "recall", "f1"):
         per_class.add_column(key, justify="right")
     for name, figures in d["per_class"].items():  # type: ignore[union-attr]
-        per_class.add_row(name, *(_fmt(figures[k]) for k in ("iou", "precision", "recall", "f1")))
+        figs = (_fmt(figures[k]) for k in ("iou", "precision", "recall", "f1"))
+        per_class.add_row(escape(name), *figs)  # class names come from the user's data.yaml
     out.print(per_class)
+    if result.defects is not None:
+        out.print(defect_table(result.defects.to_dict()))
+
+
+def defect_table(d: dict[str, Any]) -> Table:
+    """Per-defect figures (``DefectScores.to_dict()``) as a table: found of all, recall."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(
+        title="per defect",
+        caption="a defect (8-connected ground-truth component) is found when at least half "
+        "of its pixels are predicted as a defect (per class: as its class); thin: a 3×3 "
+        "opening removes most of it; precision: predicted regions touching a defect",
+    )
+    for column in ("defects", "found", "of", "recall"):
+        table.add_column(column, justify="left" if column == "defects" else "right")
+    rows = [("all classes", d["found"], d["defects"], d["recall"])]
+    rows += [(escape(n), c["found"], c["defects"], c["recall"]) for n, c in d["per_class"].items()]
+    rows.append(("thin", d["thin_found"], d["thin_defects"], d["thin_recall"]))
+    predicted = d["predicted"]
+    rows.append(("precision", predicted - d["false_predicted"], predicted, d["precision"]))
+    for name, found, total, value in rows:
+        table.add_row(name, str(found), str(total), _fmt(value))
+    return table
 
 
 @handle_errors
@@ -76,6 +112,7 @@ def evaluate_command(
     imgsz: ImgszOpt = None,
     batch: BatchOpt = 4,
     precision: PrecisionOpt = "fp32",
+    revision: RevisionOpt = None,
 ) -> None:
     """Score a model on a dataset split, or a folder of predicted masks, against masks.
 
@@ -101,6 +138,7 @@ def evaluate_command(
         batch_size=batch,
         device=device,
         precision=precision,
+        revision=revision,
     )
     print_result(result)
     for kind, text in result.notes():

@@ -1,4 +1,4 @@
-"""``b2p teachers`` and ``b2p label``: list teachers; turn YOLO boxes into pseudo-masks."""
+"""``b2p label``: turn YOLO boxes into pseudo-masks with a teacher."""
 
 from __future__ import annotations
 
@@ -10,28 +10,14 @@ from typing import Any
 
 import typer
 
-from ._common import OptionalDeviceOpt, OptionalPrecisionOpt, console, handle_errors
-
-
-@handle_errors
-def teachers_command() -> None:
-    """List the installed teachers (entry-point group [bold]boxes2pixels.teachers[/]).
-
-    A third-party package adds a teacher by declaring an entry point in that group; any
-    other class can be used with [bold]--teacher pkg.module:Class[/].
-    """
-    from rich.table import Table
-
-    from ..teachers import available_teachers
-
-    table = Table(title="Installed teachers")
-    for column in ("name", "distribution", "version", "object"):
-        table.add_column(column, overflow="fold")
-    for entry in available_teachers().values():
-        table.add_row(entry.name, entry.distribution, entry.version, entry.value)
-    from rich.console import Console
-
-    Console().print(table)
+from ._common import (
+    OptionalDeviceOpt,
+    OptionalPrecisionOpt,
+    PaletteOpt,
+    console,
+    handle_errors,
+    say,
+)
 
 
 @handle_errors
@@ -41,8 +27,8 @@ def label_command(
         ...,
         "--teacher",
         "-t",
-        help="Teacher name (see `b2p teachers`: sam, mobile-sam, grabcut, box, plugins) or an "
-        "object path 'pkg.module:Class'.",
+        help="Teacher name (see `b2p teachers`: sam, mobile-sam, sam-hq, sam2, grabcut, box, "
+        "plugins) or an object path 'pkg.module:Class'.",
     ),
     out: Path = typer.Option(
         ..., "--out", "-o", help="Output folder for <split>/<name>.png masks and manifest.json."
@@ -50,13 +36,15 @@ def label_command(
     checkpoint: str | None = typer.Option(
         None,
         "--checkpoint",
-        help="SAM teachers: weights file (sam_vit_b_01ec64.pth, mobile_sam.pt, ...) as a local "
-        "path or hf://owner/repo/path/file\\[@revision].",
+        help="SAM teachers: weights file (sam_vit_b_01ec64.pth, mobile_sam.pt, "
+        "sam_hq_vit_b.pth, sam2.1_hiera_tiny.pt, ...) as a local path or "
+        "hf://owner/repo\\[@revision]/path/file.",
     ),
     model_type: str | None = typer.Option(
         None,
         "--model-type",
-        help="sam: vit_b | vit_l | vit_h (default: read from the checkpoint); mobile-sam: vit_t.",
+        help="sam: vit_b | vit_l | vit_h; mobile-sam: vit_t; sam-hq: vit_b | vit_l | vit_h | "
+        "vit_tiny; sam2: tiny | small | base_plus | large (default: read from the checkpoint).",
     ),
     splits: str = typer.Option(
         "train,val", "--splits", help="Comma-separated splits to label (train, val, test)."
@@ -103,6 +91,34 @@ def label_command(
         0, "--preview", min=0, help="Also write K side-by-side previews to OUT/preview/."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    crop: str = typer.Option(
+        "auto",
+        "--crop",
+        help="auto (default): teachers that shrink the photo (SAM, MobileSAM: 1024 px) get "
+        "a crop around each group of boxes, so thin defects survive | on: crops for every "
+        "teacher | off: the whole photo, as in the paper. See docs/resolution.md.",
+    ),
+    palette: PaletteOpt = False,
+    corrections: Path | None = typer.Option(
+        None,
+        "--corrections",
+        help="Human-corrected masks to import first: a COCO .json file (e.g. a `b2p review` "
+        "bundle's annotations.json after CVAT / Label Studio) or a folder of PNG masks. They "
+        "replace the teacher's masks of their images, are marked human-corrected in "
+        "manifest.json, and are never relabelled (not even with --overwrite).",
+    ),
+    min_score: float | None = typer.Option(
+        None,
+        "--min-score",
+        min=0.0,
+        max=1.0,
+        help="SAM-family teachers: a box whose mask scores below S (the lower of the "
+        "predicted IoU and the stability score) is marked ignore (255) instead of trusted. "
+        "Every box's scores are in manifest.json either way. See docs/teachers.md.",
+    ),
+    hq_token_only: bool = typer.Option(
+        False, "--hq-token-only", help="sam-hq: use only the HQ token's mask."
+    ),
 ) -> None:
     """Turn the boxes of a YOLO dataset into pseudo-mask PNGs with a teacher.
 
@@ -114,6 +130,7 @@ def label_command(
     fp16 on CUDA, fp32 elsewhere).
     """
     from ..label import label_dataset, summary_report
+    from ..label.corrections import corrected_keys
     from ..teachers import load_teacher
 
     options: dict[str, Any] = {
@@ -124,6 +141,7 @@ def label_command(
         "multimask": multimask or None,
         "clip_margin": clip_margin,
         "min_area": min_area,
+        "hq_token_only": hq_token_only or None,
     }
     with _log_to_console():
         summary = label_dataset(
@@ -138,9 +156,16 @@ def label_command(
             overlap=overlap,
             progress=not quiet,
             console=console,
+            palette=palette,
+            corrections=corrections,
+            crop=crop,
+            min_score=min_score,
         )
     for part in summary_report(summary):
         console.print(part)
+    corrected = corrected_keys(out)
+    if corrected:
+        say("", f"{len(corrected)} human-corrected mask(s) in {out} (never relabelled)")
 
 
 @contextlib.contextmanager
@@ -160,6 +185,5 @@ def _log_to_console() -> Iterator[None]:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``b2p teachers`` and ``b2p label`` to ``app``."""
-    app.command("teachers")(teachers_command)
+    """Add ``b2p label`` to ``app`` (``b2p teachers`` lives in :mod:`.teachers`)."""
     app.command("label")(label_command)

@@ -6,7 +6,20 @@ import inspect
 
 import typer
 
-from . import benchmark, demo, evaluate, export, label, predict, profile, synth, train
+from . import (
+    benchmark,
+    convert,
+    demo,
+    evaluate,
+    export,
+    label,
+    predict,
+    profile,
+    review,
+    synth,
+    teachers,
+    train,
+)
 
 app = typer.Typer(
     name="b2p",
@@ -46,8 +59,10 @@ def _main(
     """boxes2pixels: turn YOLO box labels of defects into a pixel-level segmentation model."""
 
 
-for _module in (synth, label, train, evaluate, predict, demo, benchmark, profile, export):
+for _module in (synth, label, train, evaluate, predict, demo, benchmark, profile, export, convert):
     _module.register(app)
+review.register(app)
+teachers.register(app)
 for _command in app.registered_commands:
     _text = _command.help or (_command.callback.__doc__ if _command.callback else None)
     if _text:

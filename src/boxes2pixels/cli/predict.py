@@ -6,7 +6,17 @@ from pathlib import Path
 
 import typer
 
-from ._common import BatchOpt, DeviceOpt, ImgszOpt, PrecisionOpt, console, handle_errors, say
+from ._common import (
+    BatchOpt,
+    DeviceOpt,
+    ImgszOpt,
+    PaletteOpt,
+    PrecisionOpt,
+    RevisionOpt,
+    console,
+    handle_errors,
+    say,
+)
 
 
 @handle_errors
@@ -49,6 +59,8 @@ def predict_command(
         "file written by `b2p export`, with --dynamic for images of several shapes; not with "
         "--tile).",
     ),
+    revision: RevisionOpt = None,
+    palette: PaletteOpt = False,
 ) -> None:
     """Predict a label-map PNG (0 background, k+1 class k) for each image, at its own size.
 
@@ -76,6 +88,8 @@ def predict_command(
         device=device,
         precision=precision,
         runtime=runtime,
+        revision=revision,
+        palette=palette,
     )
     for path, reason in summary.skipped:
         say("[yellow]skipped[/] ", reason if str(path) in reason else f"{path}: {reason}")

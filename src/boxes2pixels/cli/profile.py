@@ -56,10 +56,13 @@ def profile_command(
     """
     import torch
 
+    from ..cpu import machine_summary
+    from ..device import resolve_device
     from ..io import write_json_atomic
     from ..profile import format_table, latency_ratio, profile_json, profile_precisions
 
     threads_now = threads or torch.get_num_threads()
+    typer.echo("\n".join(machine_summary(resolve_device(device))) + "\n")
     tables = []
     for prec, rows in profile_precisions(
         models,
@@ -75,8 +78,9 @@ def profile_command(
         progress=lambda msg: say("[dim]", msg),
     ):
         tables.append((prec, rows))
+        shown = f"auto → {rows[0].precision}" if prec.strip().lower() == "auto" and rows else prec
         title = (
-            f"{prec}, batch {batch}, {device}, {threads_now} threads, median of {repeats} "
+            f"{shown}, batch {batch}, {device}, {threads_now} threads, median of {repeats} "
             f"after {warmup} warm-up"
         )
         typer.echo(format_table(rows, title=title) + "\n")

@@ -11,6 +11,7 @@ import typer
 from ._common import (
     BackboneInitOpt,
     BackboneModeOpt,
+    BackboneOpt,
     BackboneWeightsOpt,
     ConfigFileOpt,
     ImgszOpt,
@@ -46,7 +47,36 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Run directory to write.")],
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default 200).")] = None,
     imgsz: ImgszOpt = None,
+    crop_size: Annotated[
+        int | None,
+        typer.Option(
+            "--crop-size",
+            min=0,
+            help="0 (default): each whole image resized to --imgsz, as in the paper. N: train "
+            "on N×N windows at native resolution (half of them on a defect), validate tiled; "
+            "predict and evaluate then tile by themselves. See docs/resolution.md.",
+        ),
+    ] = None,
+    validate_on: Annotated[
+        str | None,
+        typer.Option(
+            "--validate-on",
+            help="val (default): the val split's pseudo-masks, as in the paper. corrected: the "
+            "human-corrected images of every split (b2p label --corrections), against their "
+            "corrected masks; they then choose the best epoch and early stopping.",
+        ),
+    ] = None,
+    corrected_repeat: Annotated[
+        int | None,
+        typer.Option(
+            "--corrected-repeat",
+            min=0,
+            help="Times each human-corrected training image is seen per epoch (default 1; 0 "
+            "holds them out of training, e.g. to validate on them).",
+        ),
+    ] = None,
     batch: OptionalBatchOpt = None,
+    backbone: BackboneOpt = None,
     backbone_init: BackboneInitOpt = None,
     backbone_weights: BackboneWeightsOpt = None,
     backbone_mode: BackboneModeOpt = None,
@@ -110,7 +140,11 @@ def train(
         out=out,
         epochs=epochs,
         imgsz=imgsz,
+        crop_size=crop_size,
+        validate_on=validate_on,
+        corrected_repeat=corrected_repeat,
         batch=batch,
+        backbone=backbone,
         backbone_init=backbone_init,
         backbone_weights=backbone_weights,
         backbone_mode=backbone_mode,
@@ -143,9 +177,10 @@ def train(
         return
     score = "n/a" if result.best_score != result.best_score else f"{result.best_score:.4f}"
     stop = " (early stop)" if result.stopped_early else ""
+    against = "human-corrected masks" if cfg.validate_on == "corrected" else "pseudo-masks"
     say(
         f"[bold green]done[/]: {result.epochs_completed} epochs{stop}; best epoch "
-        f"{result.best_epoch} with validation anomaly mIoU {score} (against pseudo-masks)\n",
+        f"{result.best_epoch} with validation anomaly mIoU {score} (against {against})\n",
         f"  model: {result.best_dir}\n  metrics: {result.run_dir / 'metrics.csv'}\n"
         f"  checkpoint: {result.last_checkpoint}",
     )
@@ -155,9 +190,14 @@ def _announce(cfg: TrainConfig, config_file: Path | None) -> None:
     from ..student.backbone import collapse_warning
 
     source = f" (settings from {config_file})" if config_file else ""
+    size = (
+        f"on {cfg.crop_size}×{cfg.crop_size} windows at native resolution (validated tiled)"
+        if cfg.crop_size
+        else f"at {cfg.imgsz}×{cfg.imgsz}"
+    )
     say(
         "",
-        f"training {cfg.epochs} epochs at {cfg.imgsz}×{cfg.imgsz}, batch {cfg.batch}, "
+        f"training {cfg.epochs} epochs {size}, batch {cfg.batch}, "
         f"backbone {cfg.backbone} ({cfg.backbone_init}, {cfg.backbone_mode}), "
         f"self-correction {'on' if cfg.self_correction else 'off'} after "
         f"{cfg.resolved_correction_warmup()} warm-up epoch(s){source}",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Collection, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +15,7 @@ from torch.utils.data import Dataset
 from ..errors import DatasetError
 from ..geometry import letterbox, letterbox_mask
 from ..io import read_image, read_mask
+from .crops import WindowSampler
 from .transforms import JointTransform
 from .yolo import YoloDataset, load_data_yaml
 
@@ -28,15 +31,25 @@ class PseudoMaskDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         data: a ``YoloDataset`` or the path of its ``data.yaml``.
         masks: the mask folder (holding one sub-folder per split).
         split: ``train``, ``val`` or ``test``.
-        imgsz: side of the square canvas (a multiple of 14).
+        imgsz: side of the square canvas, used as given: a multiple of the student's patch
+            size (14 for DINOv2, 16 for DINOv3; ``TrainConfig`` checks it).
         transform: joint augmentation (``None`` for validation).
         missing: ``"error"`` raises on the first image without a mask; ``"skip"`` leaves
             such images out with a warning.
         seed: base seed of the augmentation; item ``i`` in epoch ``e`` always gets the same
             random draws, whatever the number of workers or processes.
+        repeats: times an image appears per epoch, by mask name (default once; 0 leaves it
+            out), e.g. to weight human-corrected masks.
+        only: keep only the images with these mask names (``None``: all).
+        window: draw one N×N window at native resolution per item instead of letterboxing
+            the whole image (``b2p train --crop-size``, :mod:`boxes2pixels.data.crops`);
+            ``transform`` then adds its flips and colour jitter, not its scale-crop.
+        native: items are whole images at their own size, unscaled (validation of a
+            crop-trained student, which predicts tiled); they do not stack, so batch 1.
 
     Items:
-        ``(image, mask)``: ``uint8`` tensors 3×S×S (RGB, not normalised) and S×S.
+        ``(image, mask)``: ``uint8`` tensors 3×S×S (RGB, not normalised) and S×S; N×N with
+        ``window``; 3×H×W and H×W with ``native``.
 
     Raises:
         DatasetError: the split has no images, or a mask is missing (``missing="error"``).
@@ -51,24 +64,33 @@ class PseudoMaskDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         transform: JointTransform | None = None,
         missing: Literal["error", "skip"] = "error",
         seed: int = 0,
+        repeats: Mapping[str, int] | None = None,
+        only: Collection[str] | None = None,
+        window: WindowSampler | None = None,
+        native: bool = False,
     ) -> None:
         self.data = data if isinstance(data, YoloDataset) else load_data_yaml(data)
         self.masks_root = Path(masks)
         self.split = split
         self.imgsz = imgsz
         self.transform = transform
+        self.window = window
+        self.native = native
         self.seed = seed
         self.epoch = 0
-        images = self.data.images(split)
-        if not images:
+        mask_names = self.data.mask_names(split)
+        if not mask_names:
             raise DatasetError(f"{self.data.yaml_path}: split '{split}' holds no images")
         split_dir = self.masks_root / split
         samples: list[tuple[Path, Path]] = []
         skipped: list[Path] = []
-        for image in images:
-            mask = split_dir / self.data.mask_name(image, split)
+        for image, mask_name in mask_names.items():
+            copies = 1 if repeats is None else repeats.get(mask_name, 1)
+            if (only is not None and mask_name not in only) or copies == 0:
+                continue
+            mask = split_dir / mask_name
             if mask.is_file():
-                samples.append((image, mask))
+                samples.extend([(image, mask)] * copies)
             elif missing == "error":
                 raise DatasetError(
                     f"{mask}: mask of image {image} not found (run `b2p label` for split "
@@ -123,14 +145,33 @@ class PseudoMaskDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             )
         return image, mask
 
+    def _window_item(
+        self, image: np.ndarray, mask: np.ndarray, index: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A window of item ``index`` (see ``window``), flipped and colour-jittered."""
+        assert self.window is not None
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image, mask = self.window.sample(image, mask, rng)
+        if self.transform is not None:
+            image, mask = replace(self.transform, scale_crop=0.0).geometric(image, mask, rng)
+            image = self.transform.photometric(image, rng)
+        return image, mask
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = self.load(index)
+        if self.window is not None or self.native:
+            if self.window is not None:
+                image, mask = self._window_item(image, mask, index)
+            return (
+                torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+                torch.from_numpy(np.ascontiguousarray(mask)),
+            )
         rng = None
         if self.transform is not None:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             image, mask = self.transform.geometric(image, mask, rng)
-        image_lb, (ch, cw) = letterbox(image, self.imgsz, square=True)
-        mask_lb, _ = letterbox_mask(mask, self.imgsz, square=True)
+        image_lb, (ch, cw) = letterbox(image, self.imgsz, multiple=1, square=True)
+        mask_lb, _ = letterbox_mask(mask, self.imgsz, multiple=1, square=True)
         if self.transform is not None and rng is not None:
             image_lb[:ch, :cw] = self.transform.photometric(image_lb[:ch, :cw], rng)
         return (

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +42,9 @@ class ImageLabels:
     classes: np.ndarray  # (N,) int64 YOLO class ids
     boxes_cxcywh: np.ndarray  # (N, 4) float64, normalised to [0, 1]
     issues: list[LabelIssue] = field(default_factory=list)
+    # Per box: the (K, 2) normalised x, y polygon of a segment-format line, None for a box
+    # line; an empty list when the labels were not read from a file.
+    polygons: list[np.ndarray | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.classes.shape[0])
@@ -59,20 +64,26 @@ class ImageLabels:
 def parse_label_text(
     text: str, num_classes: int, path: Path | str = "<labels>", strict: bool = False
 ) -> ImageLabels:
-    """Parse the text of a YOLO label file (lines ``cls cx cy w h``, normalised).
+    """Parse the text of a YOLO label file: box lines ``cls cx cy w h`` or Ultralytics
+    segment lines ``cls x1 y1 x2 y2 x3 y3 …`` (normalised).
+
+    A segment line becomes the box around its polygon, as Ultralytics' own loader makes it
+    (``segments2boxes``); the polygon is kept in ``ImageLabels.polygons``.
 
     Bad lines are skipped and reported in ``ImageLabels.issues`` (wrong field count,
     non-numbers, class id not in ``names``, non-positive width or height); coordinates
     outside [0, 1] are clipped and reported (silently when the overshoot is below
     ``ROUNDING_TOLERANCE``, the rounding of centre and size to a few decimals). Blank lines
-    are ignored. Segment-style lines (more than 5 fields) are malformed for a box dataset.
+    and a leading UTF-8 byte order mark are ignored.
 
     Raises:
         LabelFormatError: in ``strict`` mode, on the first skipped line.
     """
     path = Path(path)
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte order mark (Windows editors write one)
     classes: list[int] = []
     boxes: list[tuple[float, float, float, float]] = []
+    polygons: list[np.ndarray | None] = []
     issues: list[LabelIssue] = []
 
     def problem(lineno: int, kind: str, message: str) -> None:
@@ -86,8 +97,8 @@ def parse_label_text(
         if not line:
             continue
         fields = line.split()
-        if len(fields) != 5:
-            problem(lineno, "malformed", f"expected 5 fields 'cls cx cy w h', got {len(fields)}")
+        if len(fields) != 5 and (len(fields) < 7 or len(fields) % 2 == 0):
+            problem(lineno, "malformed", _FIELD_COUNT.format(len(fields)))
             continue
         try:
             cls_f = float(fields[0])
@@ -105,7 +116,8 @@ def parse_label_text(
                 f"class id {fields[0]} is not in names (0..{num_classes - 1})",
             )
             continue
-        cx, cy, w, h = values
+        polygon = np.asarray(values).reshape(-1, 2) if len(values) > 4 else None
+        cx, cy, w, h = values if polygon is None else _polygon_box(polygon)
         if w <= 0 or h <= 0:
             problem(lineno, "bad_size", f"non-positive box size w={w} h={h}")
             continue
@@ -121,12 +133,26 @@ def parse_label_text(
             cx, cy, w, h = (cx0 + cx1) / 2, (cy0 + cy1) / 2, cx1 - cx0, cy1 - cy0
         classes.append(int(cls_f))
         boxes.append((cx, cy, w, h))
+        polygons.append(None if polygon is None else polygon.clip(0.0, 1.0))
 
     return ImageLabels(
         classes=np.asarray(classes, dtype=np.int64),
         boxes_cxcywh=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
         issues=issues,
+        polygons=polygons,
     )
+
+
+_FIELD_COUNT = (
+    "expected 5 fields 'cls cx cy w h' or a polygon 'cls x1 y1 x2 y2 x3 y3 ...' (an odd "
+    "count of at least 7), got {}"
+)
+
+
+def _polygon_box(polygon: np.ndarray) -> tuple[float, float, float, float]:
+    """``cx, cy, w, h`` of the box around a (K, 2) polygon (Ultralytics' ``segments2boxes``)."""
+    (x0, y0), (x1, y1) = polygon.min(axis=0), polygon.max(axis=0)
+    return (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0
 
 
 def read_labels(path: Path, num_classes: int, strict: bool = False) -> ImageLabels:
@@ -151,6 +177,36 @@ def label_path_for(image_path: Path) -> Path:
             parts[i] = "labels"
             return Path(*parts).with_suffix(".txt")
     return image_path.with_suffix(".txt")
+
+
+@functools.lru_cache(maxsize=1024)
+def _shared_stems(folder: str, mtime_ns: int) -> frozenset[str]:
+    """Stems (case-folded) that two or more image files of ``folder`` share; ``mtime_ns``
+    (the folder's) is part of the cache key, so adding or removing a file invalidates it."""
+    counts: Counter[str] = Counter()
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            name = Path(entry.name)
+            if is_image_file(name) and entry.is_file():
+                counts[name.stem.casefold()] += 1
+    return frozenset(stem for stem, n in counts.items() if n > 1)
+
+
+def output_stem(image_path: Path) -> str:
+    """The name an image's outputs (pseudo-mask, prediction, overlay) are made from.
+
+    The image's stem (``a`` for ``a.jpg``), unless another image in the same folder has the
+    same stem, ignoring case (``a.jpg`` and ``a.png``): then each keeps its suffix
+    (``a.jpg``, ``a.png``), so neither output overwrites the other. ``b2p label``, the
+    training data and ``b2p predict`` all name files by this rule.
+    """
+    folder = image_path.parent
+    try:
+        mtime_ns = os.stat(folder).st_mtime_ns
+    except OSError:
+        return image_path.stem
+    shared = image_path.stem.casefold() in _shared_stems(str(folder), mtime_ns)
+    return image_path.name if shared else image_path.stem
 
 
 @dataclass
@@ -202,14 +258,14 @@ class YoloDataset:
 
     def _read_list_file(self, list_file: Path) -> list[Path]:
         out = []
-        for line in list_file.read_text(encoding="utf-8").splitlines():
+        for line in list_file.read_text(encoding="utf-8-sig").splitlines():
             line = line.strip()
             if not line:
                 continue
-            p = Path(line)
-            if not p.is_absolute():
-                # Ultralytics resolves './x' against the dataset root, else against the list file
-                p = (self.root / p) if line.startswith("./") else (list_file.parent / p)
+            # As Ultralytics (data/base.py, get_img_files): './x' is relative to the list
+            # file's folder; any other line is taken as written (absolute, or relative to the
+            # working directory).
+            p = list_file.parent / line[2:] if line.startswith("./") else Path(line)
             out.append(Path(os.path.normpath(p)))
         return out
 
@@ -221,15 +277,52 @@ class YoloDataset:
         """Relative name of an image's mask inside ``<masks>/<split>/``: same sub-path, ``.png``.
 
         Images in a split folder keep their sub-folders (so ``a/x.jpg`` and ``b/x.jpg`` do not
-        collide); images named by a list file use their stem.
+        collide); images named by a list file use their name only. The file name is
+        :func:`output_stem` + ``.png``: ``x.png`` for ``x.jpg``, but ``x.jpg.png`` and
+        ``x.png.png`` when ``x.jpg`` and ``x.png`` lie in one folder.
         """
+        name = output_stem(image_path) + ".png"
         for src in self.split_sources[split]:
             if src.is_dir():
                 try:
-                    return image_path.relative_to(src).with_suffix(".png").as_posix()
+                    return (image_path.relative_to(src).parent / name).as_posix()
                 except ValueError:
                     continue
-        return image_path.with_suffix(".png").name
+        return name
+
+    def mask_names(self, split: str) -> dict[Path, str]:
+        """:meth:`mask_name` of every image of ``split``.
+
+        Raises:
+            DatasetError: two images would get one mask (only possible for images of
+                different folders named by a list file); the message names both.
+        """
+        names: dict[Path, str] = {}
+        owner: dict[str, Path] = {}
+        for image in self.images(split):
+            name = self.mask_name(image, split)
+            other = owner.setdefault(name, image)
+            if other != image:
+                raise DatasetError(
+                    f"{self.yaml_path}: images {other} and {image} of split '{split}' would "
+                    f"both get the mask {name}; rename one of them"
+                )
+            names[image] = name
+        return names
+
+    def label_files_without_image(self, split: str) -> list[Path]:
+        """Label files (``.txt``) in the label folders of ``split``'s image folders that no
+        image of the split uses (a typo in a name, a deleted image). ``classes.txt``, which
+        labelling tools write next to the labels, is not counted."""
+        used = {label_path_for(image) for image in self.images(split)}
+        found: set[Path] = set()
+        for src in self.split_sources[split]:
+            if not src.is_dir():
+                continue
+            folder = label_path_for(src / "x.jpg").parent
+            if folder.is_dir() and folder != src:
+                found.update(p for p in folder.rglob("*.txt") if p.name != "classes.txt")
+        return sorted(found - used)
 
 
 def _as_list(value: str | Iterable[str]) -> list[str]:
@@ -241,8 +334,9 @@ def load_data_yaml(path: str | Path) -> YoloDataset:
 
     ``path`` in the yaml is the dataset root (relative to the yaml file when relative; the
     yaml's own folder when absent). ``train``/``val``/``test`` may each be a folder, a list of
-    folders, or a ``.txt`` file listing image paths. ``names`` is a list or a dict
-    ``{id: name}`` with ids 0..N-1.
+    folders, or a ``.txt`` file listing image paths (resolved as Ultralytics resolves them:
+    ``./x`` relative to the list file's folder, other lines as written). ``names`` is a list
+    or a dict ``{id: name}`` with ids 0..N-1.
 
     Raises:
         DatasetError: the file is missing or malformed; the message names it and the field.

@@ -214,6 +214,53 @@ def _scores(doc: Document, result: DemoResult, class_names: list[str], quick: bo
         )
     if result.ablation_note:
         doc.paragraph(f"Student without self-correction: {result.ablation_note}.")
+    _defects(doc, result, class_names)
+
+
+_MASK_FOLDERS = {
+    "teacher": PSEUDO_DIR,
+    "student": f"{PRED_DIR}/test",
+    "student_no_correction": f"{PRED_DIR_NO_CORRECTION}/test",
+}
+"""Where each row of the scores table has its test masks, below the demo folder."""
+
+
+def _defects(doc: Document, result: DemoResult, class_names: list[str]) -> None:
+    """Per-defect recall and precision of each row's test masks (as ``b2p evaluate``)."""
+    from ..evaluate import evaluate
+
+    rows = []
+    for key in result.scores:
+        folder = result.out / _MASK_FOLDERS.get(key, "")
+        if key not in _MASK_FOLDERS or not folder.is_dir():
+            continue
+        found = evaluate(
+            pred=folder,
+            masks=result.data_yaml.parent / "gt_masks",
+            split="test",
+            class_names=class_names,
+            progress=False,
+        ).defects
+        assert found is not None
+        d = found.to_dict()
+        per_class = [format_metric(d["per_class"][n]["recall"]) for n in class_names[1:]]
+        rows.append(
+            [ROW_LABELS.get(key, key), f"{d['found']} of {d['defects']}",
+             format_metric(d["recall"]), *per_class,
+             f"{format_metric(d['thin_recall'])} ({d['thin_found']} of {d['thin_defects']})",
+             format_metric(d["precision"])]
+        )  # fmt: skip
+    if not rows:
+        return
+    doc.paragraph(
+        "Per defect (each 8-connected ground-truth component is one defect; it is found when "
+        "at least half of its pixels are predicted as a defect, per class as its own class; "
+        "thin: a 3×3 opening removes most of it; precision: the share of predicted regions "
+        "that touch a defect). Thin cracks are a small share of the pixels but the costly "
+        "misses; see docs/resolution.md."
+    )
+    header = ["model", "found", "recall", *(f"recall {n}" for n in class_names[1:])]
+    doc.table([*header, "thin recall", "precision"], rows)
 
 
 def _curves(doc: Document, result: DemoResult) -> None:

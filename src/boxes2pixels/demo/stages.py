@@ -48,10 +48,13 @@ class StageLog:
 
             self.console = Console(stderr=True)
 
-    def say(self, text: str) -> None:
-        """Print one line of Rich markup (when ``progress``)."""
+    def say(self, markup: str, plain: str = "") -> None:
+        """Print one line (when ``progress``): ``markup`` as Rich markup, then ``plain`` as
+        written (paths and messages never read as styles)."""
         if self.console is not None:
-            self.console.print(text, highlight=False)
+            from rich.markup import escape
+
+            self.console.print(markup + escape(plain), highlight=False)
 
     def save(self) -> None:
         """Write ``demo.json``."""
@@ -80,7 +83,9 @@ class StageLog:
     def skip(self, title: str, why: str) -> None:
         """Announce a stage left out, and why."""
         self.count += 1
-        self.say(f"[bold cyan][{self.count}/{self.total}][/] {title}: [yellow]skipped[/] ({why})")
+        self.say(
+            f"[bold cyan][{self.count}/{self.total}][/] {title}: [yellow]skipped[/] ", f"({why})"
+        )
 
     def seconds(self, key: str) -> float:
         """The recorded time of stage ``key`` (0 when it has none)."""
@@ -195,7 +200,7 @@ def backbone_stage(ctx: DemoContext, requested: str) -> tuple[str, str, str]:
         init, mode, note = resolve_backbone_init(requested, DEFAULT_BACKBONE)
         log.state["backbone"] = {"init": init, "mode": mode, "note": note}
         log.save()
-    log.say(f"student backbone: {init} weights, {mode} training ({note})")
+    log.say("", f"student backbone: {init} weights, {mode} training ({note})")
     return init, mode, note
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import fsync_dir, remove_stale_temps
 from ..config import TrainConfig
 from ..errors import Boxes2PixelsError, CheckpointError
 from ..io import atomic_path, remove_outputs, write_text_atomic
@@ -41,6 +42,7 @@ BEST_NAME = "best"
 METRICS_NAME = "metrics.csv"
 CONFIG_NAME = "config.yaml"
 RUN_OUTPUTS = (BEST_NAME, CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME, "tensorboard")
+_BEST_TMP, _BEST_OLD = ".best.tmp", ".best.old"  # save_best's folders between its renames
 # The objects a checkpoint restores through ``load_state_dict``, in this order.
 STATE_PARTS = ("model", "ema", "optimizer", "scheduler", "scaler")
 # Settings that may differ between a run and its resumption without changing the result.
@@ -111,6 +113,7 @@ def prepare_run_dir(config: TrainConfig, ddp: DDPContext) -> Path | None:
         raise Boxes2PixelsError(problem or f"{run}: rank 0 refused the run directory")
     if ddp.is_main:
         run.mkdir(parents=True, exist_ok=True)
+        clean_run_dir(run)
         if not config.resume and config.overwrite:
             remove_outputs(run, RUN_OUTPUTS)
         write_text_atomic(run / CONFIG_NAME, config.to_yaml())
@@ -138,18 +141,34 @@ def save_best(model: nn.Module, run: Path, row: dict[str, Any]) -> None:
     }
     metrics["epoch"] = row["epoch"]
     metrics["validated_against"] = "pseudo-masks of the validation split (EMA weights)"
-    tmp = run / ".best.tmp"
-    old = run / ".best.old"
+    tmp, old = run / _BEST_TMP, run / _BEST_OLD
     for path in (tmp, old):
         if path.exists():
             shutil.rmtree(path)
-    model.save_pretrained(tmp, metrics=metrics)
+    try:
+        model.save_pretrained(tmp, metrics=metrics)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # e.g. the disk is full: leave no half folder
+        raise
     best = run / BEST_NAME
     if best.exists():
         best.rename(old)
     tmp.rename(best)
+    fsync_dir(run)
     if old.exists():
         shutil.rmtree(old)
+
+
+def clean_run_dir(run: Path) -> None:
+    """Undo what a run killed while saving left behind: put ``best/`` back when the kill came
+    between its two renames, and delete the half-written ``.best.tmp/`` and temporary files."""
+    best, old = run / BEST_NAME, run / _BEST_OLD
+    if old.is_dir() and not best.exists():
+        old.rename(best)
+    for path in (run / _BEST_TMP, old):
+        if path.exists():
+            shutil.rmtree(path)
+    remove_stale_temps(run, older_than=0)  # only rank 0 of this run writes here
 
 
 # ---------------------------------------------------------------------------- checkpoint
@@ -174,8 +193,8 @@ def save_checkpoint(
     payload["config"] = config.model_dump(mode="json")
     payload["world_size"] = world_size
     payload["rng"] = rng_state()
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)  # through a Python file, so a full disk raises an OSError
 
 
 def load_checkpoint(

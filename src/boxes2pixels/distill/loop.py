@@ -2,7 +2,8 @@
 
 Each epoch trains on the pseudo-masks (AdamW, cosine schedule, AMP, gradient clipping,
 non-finite steps skipped, EMA of the weights), validates the EMA weights against the
-validation pseudo-masks, keeps the best epoch's EMA student and checkpoints the run
+validation pseudo-masks (with ``crop_size``: each whole photo tiled at native resolution,
+as ``b2p predict`` runs the model), keeps the best epoch's EMA student and checkpoints the run
 (DESIGN.md "Losses and training"). The run directory's files are described in
 :mod:`.checkpoint`; under ``torchrun`` the same call trains with DistributedDataParallel
 (see :mod:`.ddp`): a ``DistributedSampler`` for the training split, validation sharded
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
@@ -28,6 +30,7 @@ from ..config import TrainConfig
 from ..device import resolve_precision
 from ..errors import Boxes2PixelsError
 from ..metrics import SUMMARY_METRICS, ConfusionMatrix, SegmentationScores
+from ..tiling import predict_tiled
 from .checkpoint import (
     BEST_NAME,
     CHECKPOINT_NAME,
@@ -333,6 +336,9 @@ class Distiller:
         num_classes = int(self.student.num_classes)
         cm = ConfusionMatrix(num_classes, parts.class_names)
         for images, masks in loader:
+            if self.config.crop_size:  # whole images, tiled as b2p predict will run them
+                cm.update(_tiled_labels(model, images, self.config), masks)
+                continue
             with parts.autocast():
                 logits = model(parts.prepare(images))["fine"]
             cm.update(logits.argmax(dim=1).cpu(), masks)
@@ -418,14 +424,31 @@ def _train_loader(
     return loader, generator
 
 
+def _tiled_labels(model: nn.Module, images: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """Label maps (B×H×W) of ``uint8`` images B×3×H×W, each segmented at its own resolution
+    with ``crop_size`` tiles (:func:`~boxes2pixels.tiling.predict_tiled`)."""
+    maps = [
+        predict_tiled(
+            model,
+            image.permute(1, 2, 0).numpy(),
+            tile_size=config.crop_size,
+            batch_size=config.batch,
+            precision=config.precision,
+        )
+        for image in images
+    ]
+    return torch.from_numpy(np.stack(maps))
+
+
 def _val_loader(data: Dataset, config: TrainConfig, ddp: DDPContext) -> DataLoader:
-    """Batches of ``data`` in order; under DDP every ``world_size``-th item from ``rank``."""
+    """Batches of ``data`` in order; under DDP every ``world_size``-th item from ``rank``.
+    With ``crop_size`` the items are whole images of any size: one per batch."""
     if ddp.distributed:
         n = len(data)  # type: ignore[arg-type]
         data = Subset(data, list(range(ddp.rank, n, ddp.world_size)))
     return DataLoader(
         data,
-        batch_size=config.batch,
+        batch_size=1 if config.crop_size else config.batch,
         shuffle=False,
         num_workers=config.workers,
         pin_memory=ddp.device.type == "cuda",

@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..config import TrainConfig
+from ..data.crops import WindowSampler
 from ..data.dataset import PseudoMaskDataset
 from ..data.transforms import JointTransform
 from ..data.yolo import load_data_yaml
@@ -19,6 +20,7 @@ from ..errors import Boxes2PixelsError
 from ..student import Student
 from ..student.backbone import no_backbone_weights
 from .checkpoint import CONFIG_NAME, run_dir_problem
+from .corrected import corrected_images, corrected_val_data, train_repeats
 from .ddp import launched_as_main
 from .loop import Distiller
 from .state import FitResult
@@ -52,6 +54,7 @@ def build_student(
             ),
             imgsz=config.imgsz,
             train_layerscale=config.train_layerscale,
+            crop_size=config.crop_size,
         )
 
 
@@ -59,7 +62,9 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     """Training and validation datasets of ``config``, as ``b2p train`` builds them.
 
     The training split is augmented (unless ``config.augment`` is off); validation uses the
-    ``val_split`` when ``data.yaml`` defines it, otherwise ``None`` (with a warning).
+    ``val_split`` when ``data.yaml`` defines it, otherwise ``None`` (with a warning). With
+    ``validate_on`` ``corrected`` it is the human-corrected images instead, and corrected
+    training images appear ``corrected_repeat`` times per epoch (see :mod:`.corrected`).
 
     Raises:
         Boxes2PixelsError: ``config.data`` or ``config.masks`` is unset.
@@ -67,6 +72,7 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     """
     _require_data(config)
     data = load_data_yaml(config.data)
+    corrected = corrected_images(config)
     transform = None
     if config.augment:
         transform = JointTransform(
@@ -85,7 +91,11 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
         transform=transform,
         missing=config.missing_masks,
         seed=config.seed,
+        repeats=train_repeats(config, corrected),
+        window=training_windows(config),
     )
+    if config.validate_on == "corrected":
+        return train_data, corrected_val_data(data, config, corrected)
     if config.val_split not in data.splits:
         warnings.warn(
             f"{data.yaml_path}: no '{config.val_split}' split; training without validation "
@@ -94,9 +104,21 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
         )
         return train_data, None
     val_data = PseudoMaskDataset(
-        data, config.masks, config.val_split, imgsz=config.imgsz, missing=config.missing_masks
+        data,
+        config.masks,
+        config.val_split,
+        imgsz=config.imgsz,
+        missing=config.missing_masks,
+        native=config.crop_size > 0,  # validated tiled, as b2p predict will run it
     )
     return train_data, val_data
+
+
+def training_windows(config: TrainConfig) -> WindowSampler | None:
+    """The window sampler of ``config.crop_size`` (``None`` when 0: whole images resized)."""
+    if config.crop_size == 0:
+        return None
+    return WindowSampler(config.crop_size, config.crop_defect_prob, config.crop_jitter)
 
 
 def train(config: TrainConfig) -> FitResult:

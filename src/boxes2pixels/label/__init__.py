@@ -14,6 +14,7 @@ image of the selected splits has a mask (or is recorded as skipped), so parallel
 no locks: the last one to finish writes it, and so does any later rerun.
 
 Modules: :mod:`.image` labels one image (teacher call, overlap policy, coverage);
+:mod:`.boxscores` keeps its per-box records and teacher scores (``--min-score``);
 :mod:`.pipeline` loops over a dataset (``label_dataset``); :mod:`.records` keeps the run's
 books (work items, shards, part files); :mod:`.manifest` merges them; :mod:`.loader` decodes
 images ahead; :mod:`.summary` and :mod:`.preview` show the result.
@@ -21,6 +22,7 @@ images ahead; :mod:`.summary` and :mod:`.preview` show the result.
 
 from __future__ import annotations
 
+from .crops import CROP_MODES, Crop, CropPolicy, plan_crops
 from .image import OVERLAP_POLICIES, LabeledImage, box_coverage, combine_masks, label_image
 from .manifest import MANIFEST_NAME, merge_manifest
 from .pipeline import label_dataset
@@ -28,9 +30,12 @@ from .records import PARTS_DIR, WorkItem, parse_shard, shard_of
 from .summary import LabelSummary, SkippedImage, SplitCounts, summary_report
 
 __all__ = [
+    "CROP_MODES",
     "MANIFEST_NAME",
     "OVERLAP_POLICIES",
     "PARTS_DIR",
+    "Crop",
+    "CropPolicy",
     "LabelSummary",
     "LabeledImage",
     "SkippedImage",
@@ -42,6 +47,7 @@ __all__ = [
     "label_image",
     "merge_manifest",
     "parse_shard",
+    "plan_crops",
     "shard_of",
     "summary_report",
 ]

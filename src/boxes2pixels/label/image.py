@@ -6,13 +6,15 @@ that changes how one image is labelled (a teacher run on crops, per-box scores) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..data.yolo import ImageLabels
-from ..errors import Boxes2PixelsError, ConfigError
+from ..errors import ConfigError
 from ..teachers.base import Teacher, box_pixel_ranges
+from .boxscores import BoxRecord, CropScores, box_records, checked_output, mark_ignored
+from .crops import CropPolicy, plan_crops, segment_in_crops
 
 OVERLAP_POLICIES = ("smaller", "larger", "class-order")
 
@@ -26,11 +28,18 @@ class LabeledImage:
         boxes_per_class: int64 count of boxes per YOLO class.
         coverage_sum: per YOLO class, the sum over its boxes of the fraction of the box's
             pixels that the box's own mask covers (divide by ``boxes_per_class`` for a mean).
+        passes: teacher calls (encoder passes) the image took: 0 without boxes, 1 on the
+            whole photo, one per crop with ``--crop``.
+        box_records: per box, in label-file order: class, box, mask area, coverage, the
+            teacher's scores and whether ``min_score`` marked it ignore
+            (:class:`~boxes2pixels.label.boxscores.BoxRecord`).
     """
 
     mask: np.ndarray
     boxes_per_class: np.ndarray
     coverage_sum: np.ndarray
+    passes: int = 0
+    box_records: list[BoxRecord] = field(default_factory=list)
 
     @property
     def boxes(self) -> int:
@@ -79,33 +88,20 @@ def box_coverage(masks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return cov
 
 
-def teacher_masks(teacher: Teacher, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """The teacher's masks for ``boxes`` (N×4 pixel xyxy) as an N×H×W bool array.
-
-    Raises:
-        Boxes2PixelsError: the teacher returned another shape than N×H×W.
-    """
-    height, width = image.shape[:2]
-    masks = np.asarray(teacher.segment(image, boxes))
-    if masks.shape != (len(boxes), height, width):
-        name = getattr(teacher, "name", type(teacher).__name__)
-        raise Boxes2PixelsError(
-            f"teacher '{name}' returned masks of shape {masks.shape} for "
-            f"{len(boxes)} boxes on a {height}×{width} image (expected N×H×W)"
-        )
-    return masks.astype(bool, copy=False)
-
-
 def label_image(
     teacher: Teacher,
     image: np.ndarray,
     labels: ImageLabels,
     num_classes: int,
     overlap: str = "smaller",
+    crop: CropPolicy | None = None,
+    min_score: float | None = None,
 ) -> LabeledImage:
     """Label one image: its boxes through the teacher, merged with the ``overlap`` policy.
 
-    An image without boxes gets an all-background map without calling the teacher.
+    An image without boxes gets an all-background map without calling the teacher. With
+    ``min_score``, boxes whose teacher score is below it are marked ignore (255) instead of
+    painted (:mod:`boxes2pixels.label.boxscores`).
 
     Args:
         teacher: the teacher that turns boxes into masks.
@@ -113,6 +109,10 @@ def label_image(
         labels: the image's boxes.
         num_classes: number of YOLO classes (``len(names)``).
         overlap: ``smaller`` | ``larger`` | ``class-order`` (see :func:`combine_masks`).
+        crop: give the teacher box-centred crops when the policy applies to it
+            (:mod:`boxes2pixels.label.crops`); ``None`` or ``off``: the whole photo.
+        min_score: ignore boxes whose score (the lower of predicted IoU and stability) is
+            below this; ``None`` trusts every mask.
     """
     height, width = image.shape[:2]
     per_class = np.bincount(labels.classes, minlength=num_classes).astype(np.int64)
@@ -120,6 +120,21 @@ def label_image(
     if len(labels) == 0:
         return LabeledImage(np.zeros((height, width), dtype=np.uint8), per_class, cov)
     boxes = labels.xyxy(width, height)
-    masks = teacher_masks(teacher, image, boxes)
-    np.add.at(cov, labels.classes, box_coverage(masks, boxes))
-    return LabeledImage(combine_masks(masks, labels.classes, overlap), per_class, cov)
+    if crop is not None and crop.applies_to(teacher):
+        crops = plan_crops(boxes, width, height, crop)
+        scored = CropScores(teacher, len(boxes), crops)
+        output = scored.output(segment_in_crops(scored, image, boxes, crops))
+        passes = len(crops)
+    else:
+        output, passes = checked_output(teacher, image, boxes), 1
+    masks = output.masks
+    coverage = box_coverage(masks, boxes)
+    np.add.at(cov, labels.classes, coverage)
+    records = box_records(output, boxes, labels.classes, coverage, min_score)
+    ignored = np.array([r.ignored for r in records])
+    if ignored.any():
+        label_map = combine_masks(masks[~ignored], labels.classes[~ignored], overlap)
+        mark_ignored(label_map, boxes, records)
+    else:
+        label_map = combine_masks(masks, labels.classes, overlap)
+    return LabeledImage(label_map, per_class, cov, passes, records)

@@ -32,6 +32,8 @@ class _Tally:
     skipped: list[dict[str, str]] = field(default_factory=list)
     issues: list[dict[str, Any]] = field(default_factory=list)
     runs: set[str] = field(default_factory=set)
+    # per image with boxes: its path and per-box records (boxscores.BoxRecord.to_json)
+    images: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _split_counts(names: Sequence[str]) -> dict[str, Any]:
@@ -39,7 +41,10 @@ def _split_counts(names: Sequence[str]) -> dict[str, Any]:
         "images": 0,
         "with_boxes": 0,
         "boxes": 0,
+        "encoder_passes": 0,
         "boxes_per_class": dict.fromkeys(names, 0),
+        # boxes marked ignore (255) by b2p label --min-score
+        "low_score_boxes": dict.fromkeys(names, 0),
         "skipped": 0,
         "label_issues": 0,
     }
@@ -73,10 +78,17 @@ def _tally(
             n_boxes = sum(rec["boxes_per_class"])
             counts["boxes"] += n_boxes
             counts["with_boxes"] += int(n_boxes > 0)
+            # teacher calls; records of older versions (no crops) had one per image with boxes
+            counts["encoder_passes"] += rec.get("passes", int(n_boxes > 0))
             for k, n in enumerate(rec["boxes_per_class"]):
                 counts["boxes_per_class"][names[k]] += n
             tally.cov_sum += np.asarray(rec["coverage_sum"])
             tally.cov_n += np.asarray(rec["boxes_per_class"])
+            boxes = rec.get("boxes") or []  # absent in records of older versions
+            for box in boxes:
+                counts["low_score_boxes"][names[box["class"]]] += int(box["ignored"])
+            if boxes:
+                tally.images[item.key] = {"image": rec["image"], "boxes": boxes}
         counts["label_issues"] += len(rec.get("issues", []))
         tally.issues.extend(rec.get("issues", []))
         tally.runs.add(rec["run"])
@@ -100,9 +112,11 @@ def merge_manifest(
         return None
     all_splits = list(dict.fromkeys([*(splits or []), *(s for h in headers for s in h["splits"])]))
     names = ds.names
-    tally = _tally(out, work_items(ds, all_splits, None), latest, all_splits, names)
+    expected = work_items(ds, all_splits, None)
+    tally = _tally(out, expected, latest, all_splits, names)
     if tally is None:
         return None
+    corrected = [item.key for item in expected if latest[item.key].get("corrected")]
     live = [h for h in headers if h["run"] in tally.runs] or headers[-1:]
     live.sort(key=lambda h: h["t"])
     distinct = {teacher_identity(h["teacher"]): h["teacher"] for h in live}
@@ -116,6 +130,8 @@ def merge_manifest(
         "class_names": ["background", *names],
         "mask_encoding": "single-channel PNG; 0 background, k+1 YOLO class k, 255 ignore",
         "overlap": live[-1]["overlap"],
+        # b2p label --crop (older runs: the whole photo); also under "teacher"
+        "crop": live[-1]["teacher"].get("crop", {"mode": "off", "applied": False}),
         "splits": tally.per_split,
         "mean_box_coverage": {
             names[k]: (float(tally.cov_sum[k] / tally.cov_n[k]) if tally.cov_n[k] else None)
@@ -127,6 +143,13 @@ def merge_manifest(
             {"run": h["run"], "started": h["started"], "shard": h["shard"], "splits": h["splits"]}
             for h in live
         ],
+        # images whose mask a person corrected (b2p label --corrections): never relabelled
+        "human_corrected": corrected,
+        # b2p label --min-score (None: every mask trusted); also under "teacher"
+        "min_score": live[-1]["teacher"].get("min_score"),
+        # per image with boxes, by <split>/<mask name>: the image and one record per box
+        # (class, box, mask_area, box_coverage, predicted_iou, stability_score, score, ignored)
+        "images": tally.images,
     }
     if len(distinct) > 1:
         manifest["mixed_teachers"] = list(distinct.values())

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,10 +27,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ..atomic import remove_stale_temps
 from ..data.yolo import YoloDataset, load_data_yaml
 from ..errors import ImageReadError
 from ..io import write_mask
 from ..teachers.base import Teacher, load_teacher
+from .boxscores import check_min_score
+from .corrections import corrected_keys, import_corrections
+from .crops import CropPolicy, as_policy
 from .image import check_overlap, label_image
 from .loader import Loaded, prefetch
 from .manifest import merge_manifest
@@ -62,9 +67,14 @@ class _Run:
         part: PartFile,
         overlap: str,
         preview: int,
+        palette: bool = False,
+        crop: CropPolicy | None = None,
+        min_score: float | None = None,
     ) -> None:
         self.ds, self.teacher, self.summary, self.part = ds, teacher, summary, part
-        self.overlap, self.preview = overlap, preview
+        self.overlap, self.preview, self.palette = overlap, preview, palette
+        self.crop = crop
+        self.min_score = min_score
         self.cov_sum = np.zeros(len(ds.names))
         self.cov_n = np.zeros(len(ds.names))
 
@@ -91,7 +101,15 @@ class _Run:
         """Run the per-image step, record the result, then write the mask (and a preview)."""
         item, labels, image = loaded.item, loaded.labels, loaded.image
         assert labels is not None and image is not None
-        result = label_image(self.teacher, image, labels, len(self.ds.names), self.overlap)
+        result = label_image(
+            self.teacher,
+            image,
+            labels,
+            len(self.ds.names),
+            self.overlap,
+            crop=self.crop,
+            min_score=self.min_score,
+        )
         summary = self.summary
         for issue in labels.issues:
             logger.warning("label issue: %s", issue)
@@ -105,12 +123,23 @@ class _Run:
         counts.with_boxes += int(n_boxes > 0)
         summary.labelled += 1
         summary.boxes += n_boxes
+        counts.passes += result.passes
+        summary.passes += result.passes
         self.cov_sum += result.coverage_sum
         self.cov_n += result.boxes_per_class
+        for record in result.box_records:
+            if record.ignored:
+                name = self.ds.names[record.cls]
+                summary.low_score[name] = summary.low_score.get(name, 0) + 1
         self.part.image(
-            item, result.boxes_per_class.tolist(), result.coverage_sum.tolist(), labels.issues
+            item,
+            result.boxes_per_class.tolist(),
+            result.coverage_sum.tolist(),
+            labels.issues,
+            passes=result.passes,
+            boxes=result.box_records,
         )
-        write_mask(self.summary.out / item.split / item.mask_name, result.mask)
+        write_mask(self.summary.out / item.split / item.mask_name, result.mask, self.palette)
         if len(summary.previews) < self.preview and n_boxes > 0:
             summary.previews.append(
                 write_preview(summary.out, item, image, labels, result.mask, self.ds.names)
@@ -140,12 +169,16 @@ def _progress_bar(enabled: bool, console: Any) -> Progress | None:
     )
 
 
-def _pending(items: Sequence[WorkItem], summary: LabelSummary, overwrite: bool) -> list[WorkItem]:
-    """Count the selection per split; the items still to label (all of them with overwrite)."""
+def _pending(
+    items: Sequence[WorkItem], summary: LabelSummary, overwrite: bool, corrected: set[str]
+) -> list[WorkItem]:
+    """Count the selection per split; the items still to label (all of them with overwrite,
+    except human-corrected ones, which the teacher never relabels)."""
     todo: list[WorkItem] = []
     for item in items:
         summary.splits[item.split].images += 1
-        if not overwrite and (summary.out / item.split / item.mask_name).is_file():
+        done = (summary.out / item.split / item.mask_name).is_file()
+        if item.key in corrected or (done and not overwrite):
             summary.splits[item.split].already_done += 1
             summary.already_done += 1
         else:
@@ -157,7 +190,8 @@ def _loop(run: _Run, todo: list[WorkItem], strict: bool, depth: int, bar: Progre
     task = None
     if bar is not None:
         bar.start()
-        task = bar.add_task(f"labelling with {run.summary.teacher}", total=len(todo))
+        # the description is read as Rich markup; a teacher's name may hold brackets
+        task = bar.add_task(f"labelling with {escape(run.summary.teacher)}", total=len(todo))
     try:
         for loaded in prefetch(run.ds, todo, strict, depth):
             run.handle(loaded, strict)
@@ -197,6 +231,10 @@ def label_dataset(
     progress: bool = True,
     prefetch: int = 2,
     console: Any = None,
+    palette: bool = False,
+    corrections: str | Path | None = None,
+    crop: str | CropPolicy = "auto",
+    min_score: float | None = None,
 ) -> LabelSummary:
     """Write a pseudo-mask PNG for every image of ``splits`` and a ``manifest.json``.
 
@@ -219,13 +257,25 @@ def label_dataset(
         progress: show a rich progress bar on stderr.
         prefetch: images decoded ahead of the teacher.
         console: the ``rich.console.Console`` for the progress bar (default: a stderr one).
+        palette: attach a colour palette to the mask PNGs (default: plain grayscale, which
+            OpenCV and Detectron2 read as class indices; see :func:`~boxes2pixels.io.write_mask`).
+        corrections: human-corrected masks to import first (a COCO ``.json`` file or a folder
+            of PNG masks, see :mod:`~boxes2pixels.label.corrections`); they replace the
+            teacher's masks of their images, and corrected images are never relabelled.
+        crop: ``auto`` (box-centred crops for teachers with an ``input_size``, such as SAM),
+            ``on``, ``off`` (the whole photo, as the paper) or a
+            :class:`~boxes2pixels.label.crops.CropPolicy`; recorded in the manifest.
+        min_score: mark the box of a mask whose teacher score (the lower of predicted IoU and
+            stability score) is below this as ignore (255) instead of trusting it; needs a
+            teacher that scores its masks (see :mod:`~boxes2pixels.label.boxscores`).
 
     Returns:
         A :class:`LabelSummary`; ``summary.manifest`` is set when ``manifest.json`` was written.
 
     Raises:
         DatasetError, LabelFormatError, ImageReadError, CheckpointError: with the file named.
-        ConfigError: an unknown ``overlap`` policy or a malformed ``shard``.
+        ConfigError: an unknown ``overlap`` policy, a malformed ``shard``, or a
+            ``min_score`` outside [0, 1] or for a teacher without scores.
     """
     start = time.perf_counter()
     check_overlap(overlap)
@@ -234,9 +284,15 @@ def label_dataset(
     splits = check_splits(ds, splits)
     out = Path(out)
     check_out(out, ds, splits)
+    for split in splits:
+        remove_stale_temps(out / split)  # temporary files of a run killed mid-write
     if isinstance(teacher, str):
         teacher = load_teacher(teacher)
+    policy = as_policy(crop)
+    check_min_score(min_score, teacher)
     info = teacher_info(teacher)
+    info["crop"] = policy.describe(teacher)
+    info["min_score"] = min_score
     if not overwrite:
         check_same_teacher(out, info)
     items = work_items(ds, splits, shard_t)
@@ -246,11 +302,17 @@ def label_dataset(
         splits={s: SplitCounts() for s in splits},
         images=len(items),
         shard=shard_t,
+        orphan_labels=[p for s in splits for p in ds.label_files_without_image(s)],
+        min_score=min_score,
     )
-    todo = _pending(items, summary, overwrite)
+    if corrections is not None:
+        import_corrections(corrections, ds, out, splits)
+    todo = _pending(items, summary, overwrite, corrected_keys(out))
     with PartFile(out, shard_t) as part:
         part.header(info, shard_t, splits, overlap)
-        run = _Run(ds, teacher, summary, part, overlap, preview)
+        run = _Run(
+            ds, teacher, summary, part, overlap, preview, palette, policy, min_score=min_score
+        )
         try:
             _loop(run, todo, strict, prefetch, _progress_bar(progress, console))
         finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -18,9 +19,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from ..atomic import fsync_dir, reported_write_errors
 from ..data.yolo import LabelIssue, YoloDataset, label_path_for
 from ..errors import Boxes2PixelsError, ConfigError, DatasetError
 from ..teachers.base import Teacher, TeacherEntry, teacher_entry
+from .boxscores import BoxRecord
 
 PARTS_DIR = ".parts"
 
@@ -74,8 +77,8 @@ def work_items(
     """The images of ``splits`` (those of one shard when ``shard`` is set), in dataset order."""
     items = []
     for split in splits:
-        for image in ds.images(split):
-            item = WorkItem(split, image, ds.mask_name(image, split))
+        for image, mask_name in ds.mask_names(split).items():
+            item = WorkItem(split, image, mask_name)
             if shard is None or shard_of(item.key, shard[1]) == shard[0]:
                 items.append(item)
     return items
@@ -111,6 +114,12 @@ def check_out(out: Path, ds: YoloDataset, splits: Sequence[str]) -> None:
             )
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out}: --out exists and is not a folder")
+    for folder in [out / s for s in splits] + [out / PARTS_DIR]:
+        if folder.exists() and not folder.is_dir():
+            raise DatasetError(
+                f"{folder}: is a file, but the masks need a folder there; move it away or "
+                "choose another --out"
+            )
 
 
 def teacher_info(teacher: Teacher) -> dict[str, Any]:
@@ -139,7 +148,11 @@ def teacher_info(teacher: Teacher) -> dict[str, Any]:
 def teacher_identity(info: dict[str, Any]) -> str:
     """A string equal for two runs whose masks are interchangeable (the device aside)."""
     options = {k: v for k, v in info.get("options", {}).items() if k not in ("device",)}
-    return json.dumps([info.get("name"), info.get("sha256"), options], sort_keys=True)
+    crop = info.get("crop") or {}  # b2p label --crop; absent (older runs) = whole photo
+    crops = [crop.get("context"), crop.get("min_size")] if crop.get("applied") else None
+    # b2p label --min-score (absent in older runs: every mask trusted) changes the masks too
+    key = [info.get("name"), info.get("sha256"), options, crops, info.get("min_score")]
+    return json.dumps(key, sort_keys=True)
 
 
 def read_parts(out: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -194,6 +207,7 @@ class PartFile:
     def __enter__(self) -> PartFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a", encoding="utf-8")
+        fsync_dir(self.path.parent)
         return self
 
     def __exit__(
@@ -211,8 +225,12 @@ class PartFile:
         assert self._fh is not None, "PartFile is used outside its 'with' block"
         rec["run"] = self.run
         rec["t"] = time.time_ns()
-        self._fh.write(json.dumps(rec) + "\n")
-        self._fh.flush()
+        with reported_write_errors(self.path):
+            self._fh.write(json.dumps(rec) + "\n")
+            self._fh.flush()
+            # on the disk before the mask it describes, so a power loss cannot leave a mask
+            # without its record (the manifest would then never be written)
+            os.fsync(self._fh.fileno())
 
     def header(
         self, info: dict[str, Any], shard: tuple[int, int] | None, splits: list[str], overlap: str
@@ -235,8 +253,12 @@ class PartFile:
         boxes_per_class: list[int],
         coverage_sum: list[float],
         issues: Sequence[LabelIssue],
+        passes: int = 0,
+        boxes: Sequence[BoxRecord] = (),
     ) -> None:
-        """Record a labelled image (written before its PNG)."""
+        """Record a labelled image (written before its PNG); ``passes``: teacher calls;
+        ``boxes``: per-box records, stored under ``boxes`` and their scores, one number or
+        ``None`` per box, under ``box_scores``."""
         self.write(
             {
                 "type": "image",
@@ -244,6 +266,9 @@ class PartFile:
                 "image": str(item.image),
                 "boxes_per_class": boxes_per_class,
                 "coverage_sum": coverage_sum,
+                "passes": passes,
+                "boxes": [b.to_json() for b in boxes],
+                "box_scores": [b.score for b in boxes],
                 "issues": [
                     {"file": str(i.path), "line": i.line, "kind": i.kind, "message": i.message}
                     for i in issues

@@ -24,7 +24,7 @@ class SkippedImage:
 
 @dataclass
 class SplitCounts:
-    """Counts of one split in one run."""
+    """Counts of one split in one run (``passes``: teacher calls, i.e. encoder passes)."""
 
     images: int = 0
     already_done: int = 0
@@ -32,6 +32,7 @@ class SplitCounts:
     with_boxes: int = 0
     boxes: int = 0
     skipped: int = 0
+    passes: int = 0
 
 
 @dataclass
@@ -46,6 +47,8 @@ class LabelSummary:
         labelled: images given a mask in this run.
         already_done: images skipped because their mask existed (resume).
         boxes: boxes segmented in this run.
+        passes: teacher calls (encoder passes) in this run: one per image with boxes on the
+            whole photo, one per crop with ``crop`` (see :mod:`boxes2pixels.label.crops`).
         skipped: unreadable images (first 1000 listed; ``skipped_count`` counts all).
         label_issues: bad label lines (first 1000 listed; ``issue_count`` counts all).
         coverage: mean fraction of each box covered by its own mask, per class name.
@@ -53,6 +56,11 @@ class LabelSummary:
         manifest: ``manifest.json`` if this run wrote it (``None`` while shards are missing).
         previews: preview PNGs written.
         mixed_teachers: true when the finished masks come from differing teacher settings.
+        orphan_labels: label files of the chosen splits that no image uses (they are
+            ignored; usually a misspelt or deleted image).
+        min_score: ``--min-score`` of the run (``None``: every mask trusted).
+        low_score: per class name, boxes of this run whose score was below ``min_score``
+            and were marked ignore (255).
     """
 
     out: Path
@@ -62,6 +70,7 @@ class LabelSummary:
     labelled: int = 0
     already_done: int = 0
     boxes: int = 0
+    passes: int = 0
     skipped: list[SkippedImage] = field(default_factory=list)
     skipped_count: int = 0
     label_issues: list[LabelIssue] = field(default_factory=list)
@@ -72,6 +81,9 @@ class LabelSummary:
     previews: list[Path] = field(default_factory=list)
     shard: tuple[int, int] | None = None
     mixed_teachers: bool = False
+    orphan_labels: list[Path] = field(default_factory=list)
+    min_score: float | None = None
+    low_score: dict[str, int] = field(default_factory=dict)
 
     @property
     def images_per_s(self) -> float:
@@ -81,10 +93,12 @@ class LabelSummary:
 
 def _counts_table(summary: LabelSummary) -> Table:
     table = Table(title=escape(f"b2p label: {summary.teacher} → {summary.out}"))
-    for column in ("split", "images", "done before", "labelled", "with boxes", "boxes", "skipped"):
+    columns = ("split", "images", "done before", "labelled", "with boxes", "boxes", "passes")
+    for column in (*columns, "skipped"):
         table.add_column(column, justify="right" if column != "split" else "left")
+    table.caption = "passes: teacher calls (encoder passes); with --crop, one per crop"
     for split, c in summary.splits.items():
-        row = (c.images, c.already_done, c.labelled, c.with_boxes, c.boxes, c.skipped)
+        row = (c.images, c.already_done, c.labelled, c.with_boxes, c.boxes, c.passes, c.skipped)
         table.add_row(escape(split), *(str(v) for v in row))
     return table
 
@@ -95,6 +109,18 @@ def _coverage_table(coverage: dict[str, float]) -> Table:
     table.add_column("mean box coverage", justify="right")
     for name, value in coverage.items():
         table.add_row(escape(name), f"{value:.3f}")
+    return table
+
+
+def _min_score_table(summary: LabelSummary) -> Table:
+    table = Table(
+        caption=f"boxes whose teacher score (min of predicted IoU and stability) was below "
+        f"--min-score {summary.min_score}: their box is marked ignore (255)"
+    )
+    table.add_column("class")
+    table.add_column("boxes below --min-score", justify="right")
+    for name in dict.fromkeys([*summary.coverage, *summary.low_score]):
+        table.add_row(escape(name), str(summary.low_score.get(name, 0)))
     return table
 
 
@@ -119,6 +145,8 @@ def summary_report(summary: LabelSummary) -> list[RenderableType]:
     parts: list[RenderableType] = [_counts_table(summary)]
     if summary.coverage:
         parts.append(_coverage_table(summary.coverage))
+    if summary.min_score is not None:
+        parts.append(_min_score_table(summary))
     parts.append(
         Text(
             f"wall time {summary.wall_time_s:.1f} s, {summary.images_per_s:.2f} images/s; "
@@ -126,6 +154,15 @@ def summary_report(summary: LabelSummary) -> list[RenderableType]:
         )
     )
     parts += [Text.assemble(("skipped", "yellow"), f": {s.reason}") for s in summary.skipped[:10]]
+    if summary.orphan_labels:
+        n = len(summary.orphan_labels)
+        parts.append(
+            Text.assemble(
+                ("ignored", "yellow"),
+                f": {n} label file{'s' if n > 1 else ''} without an image, "
+                f"e.g. {summary.orphan_labels[0]}",
+            )
+        )
     if summary.previews:
         parts.append(Text(f"previews: {summary.out / 'preview'}"))
     parts.append(_manifest_line(summary))

@@ -29,7 +29,9 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, WeightsUnavailableError
+from ..hub import hub_offline
 from ..io import load_torch_weights
+from .timm_family import checkpoint_filter, layerscale_parameter_names, patch_size_of
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +138,7 @@ def pretrained_unreachable(name: str) -> str:
     files = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
     if any(isinstance(huggingface_hub.try_to_load_from_cache(repo, f), str) for f in files):
         return ""
-    if huggingface_hub.is_offline_mode():
+    if hub_offline():
         return f"HF_HUB_OFFLINE is set and the weights of '{repo}' are not in the HF cache"
     try:
         huggingface_hub.HfApi().model_info(repo, timeout=5)
@@ -158,8 +160,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: backbone weights file not found")
     expected = (
-        "DINOv2 weights: the official dinov2_vits14_pretrain.pth or timm's model.safetensors "
-        "(https://huggingface.co/timm/vit_small_patch14_dinov2.lvd142m)."
+        "backbone weights: an official checkpoint (DINOv2 dinov2_vits14_pretrain.pth, DINOv3 "
+        "dinov3_vits16_pretrain_*.pth) or timm's model.safetensors "
+        "(e.g. https://huggingface.co/timm/vit_small_patch14_dinov2.lvd142m)."
     )
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -232,7 +235,7 @@ class Backbone(nn.Module):
             raise ConfigError(f"unknown backbone init '{init}' (use {', '.join(BACKBONE_INITS)})")
         if mode not in BACKBONE_MODES:
             raise ConfigError(f"unknown backbone mode '{mode}' (use {', '.join(BACKBONE_MODES)})")
-        if init == "file" and weights is None:
+        if init == "file" and weights is None and not backbone_weights_skipped():
             raise ConfigError("backbone init 'file' needs a weights file (backbone_weights=FILE)")
         if not timm.is_model(name):
             raise ConfigError(
@@ -268,7 +271,7 @@ class Backbone(nn.Module):
 
     @staticmethod
     def _create_pretrained(timm_module: Any, name: str) -> nn.Module:
-        from huggingface_hub.errors import HfHubHTTPError
+        from huggingface_hub.utils import HfHubHTTPError  # .errors only from hub 0.25
 
         problem = pretrained_unreachable(name)
         if problem:  # say so at once instead of a minute of download retries
@@ -336,9 +339,9 @@ class Backbone(nn.Module):
 
     @property
     def patch_size(self) -> int:
-        """Input sides must be multiples of this."""
-        size = self.model.patch_embed.patch_size
-        return int(size[0] if isinstance(size, (tuple, list)) else size)
+        """Input sides must be multiples of this (from timm's patch embedding: 14 for DINOv2,
+        16 for DINOv3)."""
+        return patch_size_of(self.model)
 
     @property
     def depth(self) -> int:
@@ -353,25 +356,24 @@ class Backbone(nn.Module):
     @property
     def has_layerscale(self) -> bool:
         """True when the blocks scale their residual branches by (trainable) LayerScale factors."""
-        return any(name.endswith(".gamma") for name, _ in self.model.named_parameters())
+        return bool(layerscale_parameter_names(self.model))
 
     # ------------------------------------------------------------------ weights
     def load_weights_file(self, path: str | Path) -> None:
         """Load a local weights file into the (pruned) model.
 
-        Accepts the official DINOv2 layout (``dinov2_vits14_pretrain.pth``; converted with timm's
-        ``checkpoint_filter_fn``) and timm state dicts (``.safetensors``/``.pth``). Weights of
+        Accepts the official layouts (``dinov2_vits14_pretrain.pth``, DINOv3's
+        ``dinov3_vits16_pretrain_*.pth``), converted by the ``checkpoint_filter_fn`` of the
+        model's own timm family, and timm state dicts (``.safetensors``/``.pth``). Weights of
         blocks beyond the deepest feature block and of classifier heads are ignored.
 
         Raises:
             CheckpointError: unreadable file, or keys/shapes that do not fit the model.
         """
-        from timm.models.vision_transformer import checkpoint_filter_fn
-
         path = Path(path)
         state = read_state_dict(path)
         try:
-            state = checkpoint_filter_fn(state, self.model)
+            state = checkpoint_filter(self.model)(state, self.model)
         except Exception as exc:  # a foreign layout can fail anywhere in the converter
             raise CheckpointError(
                 f"{path}: cannot convert these weights for '{self.name}' ({exc})"
@@ -428,9 +430,8 @@ class Backbone(nn.Module):
                 if name.endswith("bias"):
                     param.requires_grad_(True)
         if mode != "full" and train_layerscale:
-            for name, param in self.model.named_parameters():
-                if name.endswith(".gamma"):
-                    param.requires_grad_(True)
+            for name in layerscale_parameter_names(self.model):
+                self.model.get_parameter(name).requires_grad_(True)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

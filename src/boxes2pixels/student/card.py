@@ -4,17 +4,60 @@ from __future__ import annotations
 
 from typing import Any
 
-from huggingface_hub import ModelCardData
+from huggingface_hub import EvalResult, ModelCardData
+
+MODEL_NAME = "boxes2pixels-student"
+
+
+def base_model_id(model: Any) -> str | None:
+    """The Hub id of the backbone's pretrained weights (timm's ``hf_hub_id``), or None for a
+    random backbone or a backbone timm knows no Hub weights for."""
+    if model.random_backbone:
+        return None
+    hub_id = model.backbone.pretrained_cfg.get("hf_hub_id")
+    return str(hub_id).split("@", 1)[0] if hub_id else None
+
+
+def eval_results(metrics: dict[str, Any] | None, dataset: str | None) -> list[EvalResult] | None:
+    """The model-index entries of the scalar metrics (``val_`` metrics of training are
+    scores on the validation split's pseudo-masks), or None when not evaluated."""
+    if not metrics:
+        return None
+    results = []
+    for key, value in metrics.items():
+        if not isinstance(value, float) or key == "epoch":
+            continue
+        split = "validation" if key.startswith("val_") else None
+        results.append(
+            EvalResult(
+                task_type="image-segmentation",
+                dataset_type=dataset or "custom",
+                dataset_name=dataset or "custom defect images",
+                dataset_split=split,
+                metric_type=key.removeprefix("val_"),
+                metric_value=round(value, 6),
+            )
+        )
+    return results or None
 
 
 def model_card(model: Any, dataset: str | None = None, notes: str | None = None) -> str:
-    """Markdown model card: architecture, initialisation, classes, usage and metrics."""
+    """Markdown model card: architecture, initialisation, classes, usage and metrics.
+
+    The metadata carries ``base_model`` (the backbone's Hub id), ``datasets`` (``dataset``,
+    when given) and a ``model-index`` with the evaluation results (when the model has metrics).
+    """
     info = model.describe()
+    results = eval_results(model.metrics, dataset)
     data = ModelCardData(
         library_name="boxes2pixels",
         license="mit",
         pipeline_tag="image-segmentation",
         tags=["boxes2pixels", "image-segmentation", "weak-supervision", "defect-detection"],
+        base_model=base_model_id(model),
+        datasets=[str(dataset)] if dataset else None,
+        model_name=MODEL_NAME if results else None,
+        eval_results=results,
     )
     lines = [
         "---",

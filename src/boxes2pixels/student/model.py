@@ -16,7 +16,9 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..hub import describe_location, hub_download
 from ..io import atomic_path
+from ..weights_file import load_weights, write_weights
 from .backbone import (
     BACKBONE_INITS,
     DEFAULT_BACKBONE,
@@ -34,6 +36,33 @@ DEFAULT_CLASS_NAMES_3 = ["background", "dirt", "damage"]
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
+
+
+def backbone_weights_record(weights: str | Path | dict[str, Any] | None) -> dict[str, Any] | None:
+    """What ``config.json`` keeps of a backbone weights file: its name and sha256, no path.
+
+    A record (a dict) is accepted only while a saved student is loaded (inside
+    :func:`no_backbone_weights`); an older config's path becomes a record of its name.
+
+    Raises:
+        ConfigError: a record where a new student needs the weights file itself.
+    """
+    if weights is None:
+        return None
+    if isinstance(weights, dict):
+        if not backbone_weights_skipped():
+            raise ConfigError(
+                f"backbone_weights {weights} records a weights file, it is not one: pass the "
+                "file itself to build a new student"
+            )
+        return {"name": str(weights.get("name")), "sha256": weights.get("sha256")}
+    path = Path(weights)
+    if not path.is_file():
+        return {"name": path.name, "sha256": None}
+    from huggingface_hub.utils.sha import sha_fileobj
+
+    with open(path, "rb") as fh:
+        return {"name": path.name, "sha256": sha_fileobj(fh).hex()}
 
 
 class RandomBackboneWarning(UserWarning):
@@ -67,12 +96,18 @@ class Student(
         backbone_mode: ``bitfit`` (biases and norms train), ``frozen`` or ``full``.
         backbone_init: ``pretrained`` (timm hub weights), ``file`` (``backbone_weights``) or
             ``random``. Passing ``backbone_weights`` with the default ``pretrained`` means ``file``.
-        backbone_weights: local weights file (official DINOv2 ``.pth`` or timm ``.safetensors``).
+        backbone_weights: local weights file (official DINOv2 / DINOv3 ``.pth`` or timm
+            ``.safetensors``). ``config.json`` records only its file name and sha256 (never a
+            local path); such a record is accepted when a saved student is loaded.
         imgsz: long side of the letterboxed input used by :meth:`predict`.
         mean: normalisation mean; ``None`` takes the backbone's timm ``pretrained_cfg``.
         std: normalisation std; ``None`` takes the backbone's timm ``pretrained_cfg``.
         train_layerscale: also train LayerScale factors in ``bitfit``/``frozen`` mode (needed
             to train from a random backbone without ``full`` mode).
+        crop_size: the window side it was trained on at native resolution (``b2p train
+            --crop-size``); when positive, ``b2p predict`` and ``evaluate`` segment images
+            tiled at their own resolution with windows of this size. 0 (the default, and
+            what configs saved before it existed mean): whole images resized to ``imgsz``.
 
     Raises:
         WeightsUnavailableError: ``pretrained`` weights cannot be had here.
@@ -90,11 +125,12 @@ class Student(
         binary_head: bool = True,
         backbone_mode: str = "bitfit",
         backbone_init: str = "pretrained",
-        backbone_weights: str | None = None,
+        backbone_weights: str | Path | dict[str, Any] | None = None,
         imgsz: int = 518,
         mean: list[float] | None = None,
         std: list[float] | None = None,
         train_layerscale: bool = False,
+        crop_size: int = 0,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -120,6 +156,11 @@ class Student(
             raise ConfigError("backbone_init='random' contradicts backbone_weights; choose one")
         if imgsz < 1:
             raise ConfigError(f"imgsz must be positive (got {imgsz})")
+        if crop_size < 0:
+            raise ConfigError(f"crop_size must be 0 or positive (got {crop_size})")
+        weights_record = backbone_weights_record(backbone_weights)
+        if isinstance(backbone_weights, dict):  # a record from config.json, no file to read
+            backbone_weights = None
 
         self.backbone = Backbone(
             backbone,
@@ -145,6 +186,7 @@ class Student(
         self.num_classes = num_classes
         self.class_names = class_names
         self.imgsz = int(imgsz)
+        self.crop_size = int(crop_size)
         self.backbone_init = backbone_init
         self.metrics: dict[str, Any] | None = None
         # The full, resolved configuration: what save_pretrained writes to config.json.
@@ -158,11 +200,12 @@ class Student(
             "binary_head": binary_head,
             "backbone_mode": backbone_mode,
             "backbone_init": backbone_init,
-            "backbone_weights": None if backbone_weights is None else str(backbone_weights),
+            "backbone_weights": weights_record,
             "imgsz": self.imgsz,
             "mean": self.mean,
             "std": self.std,
             "train_layerscale": train_layerscale,
+            "crop_size": self.crop_size,
         }
         problem = collapse_warning(backbone_init, backbone_mode, train_layerscale)
         if problem and self.backbone.has_layerscale and not backbone_weights_skipped():
@@ -214,6 +257,7 @@ class Student(
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
             "imgsz": self.imgsz,
+            "crop_size": self.crop_size,
             "patch_size": self.patch_size,
             "parameters": self.num_parameters,
             "trainable_parameters": self.num_trainable_parameters,
@@ -331,10 +375,9 @@ class Student(
         return None
 
     def _write_weights(self, path: Path) -> None:
-        from safetensors.torch import save_file
-
+        """Write the weights (with their sha256, byte-reproducible; see ``weights_file``)."""
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(path), metadata={"format": "pt", "library": "boxes2pixels"})
+        write_weights(path, state, {"format": "pt", "library": "boxes2pixels"})
 
     def _save_pretrained(self, save_directory: Path) -> None:
         self._write_weights(Path(save_directory) / WEIGHTS_NAME)
@@ -365,15 +408,18 @@ class Student(
         map_location: str = "cpu",
         strict: bool = True,
         config: dict | None = None,
+        proxies: dict | None = None,
+        resume_download: bool | None = None,
         **model_kwargs: Any,
     ) -> Student:
         """Build the architecture from ``config.json`` and load ``model.safetensors``.
 
         The backbone's original initialisation (hub download, weights file) is not repeated:
-        every weight comes from the student's own safetensors file.
+        every weight comes from the student's own safetensors file, whose recorded sha256
+        is checked (a damaged file is a ``CheckpointError``). ``proxies`` and
+        ``resume_download`` are what ``huggingface_hub`` < 1.0 passes (``proxies`` is
+        forwarded to the download there; ``resume_download`` is deprecated and ignored).
         """
-        from safetensors.torch import load_file
-
         if os.path.isdir(model_id):
             if config is None:
                 raise CheckpointError(f"{Path(model_id) / CONFIG_NAME}: model config not found")
@@ -381,27 +427,25 @@ class Student(
             if not weights_file.is_file():
                 raise CheckpointError(f"{weights_file}: model weights not found")
         else:
-            from huggingface_hub import hf_hub_download
-
             if config is None:
-                raise CheckpointError(f"{model_id}: no {CONFIG_NAME} found in this Hub repository")
-            weights_file = Path(
-                hf_hub_download(
-                    repo_id=model_id,
-                    filename=WEIGHTS_NAME,
-                    revision=revision,
-                    cache_dir=cache_dir,
-                    force_download=force_download,
-                    token=token,
-                    local_files_only=local_files_only,
+                raise CheckpointError(
+                    f"cannot load a student from the Hugging Face Hub: the "
+                    f"{describe_location(model_id, CONFIG_NAME, revision, 'model')} is missing"
                 )
+            extra = {"proxies": proxies} if proxies is not None else {}
+            weights_file = hub_download(
+                model_id,
+                WEIGHTS_NAME,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                token=token,
+                local_files_only=local_files_only,
+                **extra,
             )
         with no_backbone_weights():
             model = cls(**model_kwargs)
-        try:
-            state = load_file(str(weights_file), device=str(map_location))
-        except Exception as exc:  # corrupt safetensors raise several exception types
-            raise CheckpointError(f"{weights_file}: cannot read model weights ({exc})") from exc
+        state = load_weights(weights_file, device=str(map_location))
         try:
             result = model.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # shape mismatches

@@ -31,6 +31,11 @@ INSTALL_HINTS = {
     "torch": "torch",
     "torchvision": "torchvision",
     "huggingface_hub": "huggingface-hub",
+    # optional teachers: their extra (see `b2p teachers`)
+    "segment_anything_hq": '"boxes2pixels[sam-hq]"',
+    "sam2": '"boxes2pixels[sam2]"',
+    "hydra": "hydra-core",
+    "iopath": "iopath",
 }
 
 
@@ -40,6 +45,23 @@ class Teacher(Protocol):
 
     Attributes:
         name: registry name (``"sam"``, ``"grabcut"``, ...).
+
+    Optional attribute (read with :func:`teacher_input_size`, so the protocol does not
+    require it):
+
+    - ``input_size`` (``int | None``): the long side in pixels that the teacher resizes its
+      input to (SAM and MobileSAM: 1024, answering on a 256-cell mask grid), or ``None``
+      when it works at the image's own resolution (``grabcut``, ``box``; the default for a
+      teacher without the attribute). With ``b2p label --crop auto`` a teacher with an
+      ``input_size`` gets box-centred crops instead of the whole photo
+      (:mod:`boxes2pixels.label.crops`).
+
+    Optional method (read with :func:`boxes2pixels.teachers.scores.segment_scored`):
+
+    - ``segment_scored(image, boxes)`` → :class:`~boxes2pixels.teachers.scores.TeacherOutput`:
+      the masks of ``segment`` plus per-box scores (predicted IoU, stability score). The
+      SAM-family teachers have it; a teacher without it has no scores (``None``), and
+      ``b2p label --min-score`` refuses it.
     """
 
     name: str
@@ -181,8 +203,12 @@ def load_teacher(spec: str, **options: Any) -> Teacher:
     """
     entry = teacher_entry(spec)
     cls = entry.load() if ":" not in spec else import_object(spec, what=f"teacher '{spec}'")
-    if not callable(cls):
-        raise TeacherNotFoundError(f"teacher '{spec}': {entry.value} is not a class or factory")
+    if not inspect.isclass(cls):  # e.g. 'os:system': never call an arbitrary function
+        raise TeacherNotFoundError(
+            f"teacher '{spec}': {entry.value} is not a teacher class (it is a "
+            f"{type(cls).__name__}); give 'pkg.module:Class' of a class with a 'name' "
+            "attribute and 'segment' and 'describe' methods"
+        )
     params = inspect.signature(cls).parameters
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     if not takes_kwargs:
@@ -202,6 +228,23 @@ def load_teacher(spec: str, **options: Any) -> Teacher:
     if ":" in spec and not getattr(teacher, "name", None):
         teacher.name = spec
     return teacher
+
+
+def teacher_input_size(teacher: Any) -> int | None:
+    """A teacher's declared working resolution (``input_size``), ``None`` when it has none.
+
+    Raises:
+        Boxes2PixelsError: the attribute is set but is not a positive integer.
+    """
+    size = getattr(teacher, "input_size", None)
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        name = getattr(teacher, "name", type(teacher).__name__)
+        raise Boxes2PixelsError(
+            f"teacher '{name}': input_size must be a positive int or None, got {size!r}"
+        )
+    return size
 
 
 def box_pixel_ranges(box: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:

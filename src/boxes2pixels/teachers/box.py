@@ -17,6 +17,7 @@ class BoxTeacher:
     """
 
     name = "box"
+    input_size: int | None = None  # works at the image's own resolution
 
     def __init__(self, shrink: float = 0.0) -> None:
         if shrink < 0:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
+from ..hub import HF_PROTOCOL, download_hf_uri
 from ..io import load_torch_weights
+from .families import FAMILY_CHECKPOINTS, checkpoint_family, infer_model_type, wrong_family_message
 
 # Official checkpoints: file name and download address, by model type.
 OFFICIAL_CHECKPOINTS: dict[str, tuple[str, str]] = {
@@ -31,11 +32,6 @@ OFFICIAL_CHECKPOINTS: dict[str, tuple[str, str]] = {
     ),
 }
 
-# Width of the ViT image encoder's patch embedding -> SAM model type.
-_EMBED_DIM_TO_TYPE = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
-
-_HF_RE = re.compile(r"^hf://(?P<repo>[^/@]+/[^/@]+)/(?P<file>[^@]+?)(?:@(?P<rev>[^@/]+))?$")
-
 
 @dataclass(frozen=True)
 class ResolvedCheckpoint:
@@ -46,10 +42,11 @@ class ResolvedCheckpoint:
     sha256: str
 
 
-def expected_text(model_type: str) -> str:
-    """'the official sam_vit_b_01ec64.pth (https://...)' for a model type."""
-    if model_type in OFFICIAL_CHECKPOINTS:
-        name, url = OFFICIAL_CHECKPOINTS[model_type]
+def expected_text(model_type: str, teacher: str = "sam") -> str:
+    """'the official sam_vit_b_01ec64.pth (https://...)' for a teacher's model type."""
+    table = FAMILY_CHECKPOINTS.get(teacher, OFFICIAL_CHECKPOINTS)
+    if model_type in table:
+        name, url = table[model_type]
         return f"the official {name} ({url})"
     return f"a {model_type} checkpoint"
 
@@ -66,18 +63,19 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 def resolve_checkpoint(
     spec: str | Path | None, model_type: str, teacher: str, expected_sha256: str | None = None
 ) -> ResolvedCheckpoint:
-    """Find a checkpoint file: a local path, or ``hf://owner/repo/path/file[@revision]``.
+    """Find a checkpoint file: a local path, or ``hf://owner/repo[@revision]/path/file``.
 
-    Hub files are fetched with ``huggingface_hub.hf_hub_download`` (cached; honours
-    ``HF_HUB_OFFLINE``).
+    Hub addresses are read as ``huggingface_hub`` reads them (:func:`boxes2pixels.hub.parse_hf_uri`:
+    ``datasets/`` prefix, ``@refs/pr/1``); files are fetched with ``hf_hub_download`` (cached;
+    honours ``HF_HUB_OFFLINE``).
 
     Raises:
         CheckpointError: none given, not found, not downloadable, or wrong sha256; the message
             says which file the teacher expects and where to get it.
     """
     where = (
-        f"Download {expected_text(model_type)} and pass it with --checkpoint PATH "
-        "(or --checkpoint hf://owner/repo/path/file[@revision] for a copy on the "
+        f"Download {expected_text(model_type, teacher)} and pass it with --checkpoint PATH "
+        "(or --checkpoint hf://owner/repo[@revision]/path/file for a copy on the "
         "Hugging Face Hub)."
     )
     if spec is None or str(spec).strip() == "":
@@ -86,25 +84,13 @@ def resolve_checkpoint(
             f"{where}"
         )
     text = str(spec)
-    if text.startswith("hf://"):
-        match = _HF_RE.match(text)
-        if not match:
-            raise CheckpointError(
-                f"'{text}' is not a Hub checkpoint address of the form "
-                f"hf://owner/repo/path/to/file[@revision]. {where}"
-            )
-        from huggingface_hub import hf_hub_download
-
+    if text.startswith(HF_PROTOCOL):
         try:
-            local = hf_hub_download(
-                repo_id=match["repo"], filename=match["file"], revision=match["rev"]
-            )
-        except Exception as exc:  # network, auth, missing file, offline mode
-            raise CheckpointError(
-                f"Cannot get checkpoint '{text}' from the Hugging Face Hub "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). {where}"
-            ) from exc
-        path = Path(local)
+            path = download_hf_uri(text)
+        except ConfigError as exc:
+            raise CheckpointError(f"not a Hub checkpoint address: {exc}. {where}") from exc
+        except CheckpointError as exc:
+            raise CheckpointError(f"Cannot get checkpoint '{text}': {exc} {where}") from exc
     else:
         path = Path(text).expanduser()
         if not path.is_file():
@@ -133,8 +119,8 @@ def load_state_dict(path: Path, model_type: str, teacher: str) -> dict[str, Any]
 
     obj = load_torch_weights(
         path,
-        f"{expected_text(model_type)} for the {teacher} teacher, a plain state dict saved with "
-        "torch.save.",
+        f"{expected_text(model_type, teacher)} for the {teacher} teacher, a plain state dict "
+        "saved with torch.save.",
     )
     if isinstance(obj, dict):
         for key in ("model", "state_dict"):
@@ -144,40 +130,30 @@ def load_state_dict(path: Path, model_type: str, teacher: str) -> dict[str, Any]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(
             f"'{path}' does not hold a state dict of tensors. The {teacher} teacher expects "
-            f"{expected_text(model_type)}."
+            f"{expected_text(model_type, teacher)}."
         )
     return obj
 
 
-def infer_sam_model_type(state_dict: dict[str, Any]) -> str | None:
-    """``vit_b``/``vit_l``/``vit_h``/``vit_t`` from a SAM state dict's keys, or ``None``."""
-    weight = state_dict.get("image_encoder.patch_embed.proj.weight")
-    if weight is not None and getattr(weight, "ndim", 0) == 4:
-        return _EMBED_DIM_TO_TYPE.get(int(weight.shape[0]))
-    if any(k.startswith("image_encoder.patch_embed.seq.") for k in state_dict):
-        return "vit_t"
-    return None
-
-
 def check_model_type(state_dict: dict[str, Any], path: Path, model_type: str, teacher: str) -> None:
-    """Fail early, before a model is built, when a checkpoint is for another SAM model type.
+    """Fail early, before a model is built, when a checkpoint is for another SAM-family model
+    (``--teacher``, :mod:`.families`) or another model type of the same family.
 
     Raises:
-        CheckpointError: names the type the checkpoint looks like and the flag to use.
+        CheckpointError: names what the checkpoint looks like and the flags to use.
     """
-    found = infer_sam_model_type(state_dict)
+    wrong = wrong_family_message(path, teacher, state_dict)
+    if wrong:
+        raise CheckpointError(
+            f"{wrong} The {teacher} teacher expects {expected_text(model_type, teacher)}."
+        )
+    found = infer_model_type(state_dict, checkpoint_family(state_dict))
     if found is None or found == model_type:
         return
-    if found == "vit_t":
-        hint = "--teacher mobile-sam"
-    elif teacher == "mobile-sam":
-        hint = f"--teacher sam --model-type {found}"
-    else:
-        hint = f"--model-type {found}"
     raise CheckpointError(
         f"Checkpoint '{path}' does not fit the {teacher} teacher with model type {model_type}: "
-        f"it looks like a {found} checkpoint. Use {hint} if that is what you meant, or "
-        f"download {expected_text(model_type)}."
+        f"it looks like a {found} checkpoint. Use --model-type {found} if that is what you "
+        f"meant, or download {expected_text(model_type, teacher)}."
     )
 
 
@@ -190,7 +166,7 @@ def load_into(
         CheckpointError: the checkpoint does not fit the model; says what it looks like instead.
     """
     check_model_type(state_dict, path, model_type, teacher)
-    found = infer_sam_model_type(state_dict)
+    found = infer_model_type(state_dict, checkpoint_family(state_dict))
     looks = (
         f"it looks like a {found} checkpoint" if found else "it does not look like a SAM checkpoint"
     )
@@ -202,5 +178,5 @@ def load_into(
         raise CheckpointError(
             f"Checkpoint '{path}' does not fit the {teacher} teacher with model type "
             f"{model_type} ({looks}; first problem: {detail[:160]}). The teacher expects "
-            f"{expected_text(model_type)}."
+            f"{expected_text(model_type, teacher)}."
         ) from exc

@@ -26,6 +26,7 @@ class GrabCutTeacher:
     """
 
     name = "grabcut"
+    input_size: int | None = None  # works at the image's own resolution (crops per box)
 
     def __init__(
         self, iterations: int = 5, context: float = 0.5, min_area: int = 0, seed: int = 0

@@ -2,7 +2,9 @@
 
 Per image the image encoder runs once; all of the image's boxes then go through the prompt
 encoder and mask decoder together (``SamPredictor.predict_torch`` with boxes transformed by
-``apply_boxes_torch``).
+``apply_boxes_torch``). :class:`SamTeacher` is also the base of the other SAM-family
+teachers (:mod:`.sam_hq`, :mod:`.sam2`), which override its ``_build``, ``_predictor``,
+``_encode``, ``_decode`` and ``_release`` steps.
 """
 
 from __future__ import annotations
@@ -17,18 +19,19 @@ import numpy as np
 from .base import clip_to_boxes, remove_small_regions, require
 from .checkpoints import (
     check_model_type,
-    infer_sam_model_type,
     load_into,
     load_state_dict,
     resolve_checkpoint,
 )
+from .families import infer_model_type
+from .scores import TeacherOutput, stability_score
 
 
 class SamTeacher:
     """Box-prompted Segment Anything (package ``segment-anything``).
 
     Args:
-        checkpoint: local path or ``hf://owner/repo/path/file[@revision]`` of an official-layout
+        checkpoint: local path or ``hf://owner/repo[@revision]/path/file`` of an official-layout
             state dict (e.g. ``sam_vit_b_01ec64.pth``). Required: there is no silent fallback
             to random weights.
         model_type: ``vit_b``, ``vit_l`` or ``vit_h``; ``None`` reads it from the checkpoint.
@@ -44,10 +47,12 @@ class SamTeacher:
     """
 
     name = "sam"
+    input_size: int | None = 1024  # long side SAM resizes to; masks on a 256-cell grid
     model_types: tuple[str, ...] = ("vit_b", "vit_l", "vit_h")
     default_model_type = "vit_b"
     package = "segment_anything"
     distribution = "segment-anything"
+    mask_threshold = 0.0  # logit threshold of the SAM-family decoders
 
     def __init__(
         self,
@@ -74,8 +79,11 @@ class SamTeacher:
         self.device = resolve_device(device)
         if precision is None:
             precision = "fp16" if self.device.type == "cuda" else "fp32"
-        self.precision = precision
         self.autocast_dtype = resolve_precision(precision, self.device)
+        # the manifest records what ran: ``auto`` is replaced by the precision it chose
+        self.precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(
+            self.autocast_dtype, "fp32"
+        )
         self.multimask = bool(multimask)
         self.clip_margin = None if clip_margin is None else float(clip_margin)
         self.min_area = int(min_area)
@@ -85,20 +93,52 @@ class SamTeacher:
         resolved = resolve_checkpoint(checkpoint, wanted, self.name, expected_sha256)
         state_dict = load_state_dict(resolved.path, wanted, self.name)
         if model_type is None:
-            found = infer_sam_model_type(state_dict)
+            found = infer_model_type(state_dict, self.name)
             model_type = found if found in self.model_types else self.default_model_type
         self.model_type = model_type
         self.checkpoint = resolved
         check_model_type(state_dict, resolved.path, model_type, self.name)
-        model = module.sam_model_registry[model_type]()
+        model = self._build(module, model_type, state_dict)
         load_into(model, state_dict, resolved.path, model_type, self.name)
         del state_dict
         model.eval().to(self.device)
         self.torch = torch
-        self.predictor = module.SamPredictor(model)
+        self.predictor = self._predictor(module, model)
 
     def _import_backend(self) -> Any:
         return require(self.package, f"the {self.name} teacher")
+
+    def _build(self, module: Any, model_type: str, state_dict: dict[str, Any]) -> Any:
+        """The randomly initialised model the checkpoint is loaded into."""
+        return module.sam_model_registry[model_type]()
+
+    def _predictor(self, module: Any, model: Any) -> Any:
+        return module.SamPredictor(model)
+
+    def _encode(self, image: np.ndarray) -> None:
+        """The image encoder pass (autocast); its features are kept in fp32 for the decoder."""
+        with self._autocast():
+            self.predictor.set_image(image)
+        self.predictor.features = self.predictor.features.float()
+
+    def _decode(self, boxes: np.ndarray, size: tuple[int, int]) -> tuple[Any, Any]:
+        """Mask logits B×C×H×W at image size and predicted IoU B×C for a chunk of boxes."""
+        predictor = self.predictor
+        boxes_t = predictor.transform.apply_boxes_torch(
+            self.torch.as_tensor(boxes, device=self.device), size
+        )
+        logits, iou, _ = predictor.predict_torch(
+            point_coords=None,
+            point_labels=None,
+            boxes=boxes_t,
+            multimask_output=self.multimask,
+            return_logits=True,
+        )
+        return logits, iou
+
+    def _release(self) -> None:
+        """Drop the image's features."""
+        self.predictor.reset_image()
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.autocast_dtype is None:
@@ -106,39 +146,40 @@ class SamTeacher:
         return self.torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
     def segment(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """N×H×W boolean masks: one encoder pass, then all boxes in batched decoder calls."""
+        """N×H×W boolean masks (the masks of :meth:`segment_scored`)."""
+        return self.segment_scored(image, boxes).masks
+
+    def segment_scored(self, image: np.ndarray, boxes: np.ndarray) -> TeacherOutput:
+        """Masks with the predicted IoU and stability score of each: one encoder pass, then
+        all boxes in batched decoder calls.
+
+        With ``multimask`` the candidate with the highest predicted IoU is kept. The scores
+        rate the decoder's mask before ``clip_margin`` and ``min_area`` are applied.
+        """
         torch = self.torch
-        predictor = self.predictor
         height, width = image.shape[:2]
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        out = np.zeros((len(boxes), height, width), dtype=bool)
-        if len(boxes) == 0:
-            return out
+        n = len(boxes)
+        out = np.zeros((n, height, width), dtype=bool)
+        iou_out = np.zeros(n, dtype=np.float64)
+        stable_out = np.zeros(n, dtype=np.float64)
+        if n == 0:
+            return TeacherOutput(out, iou_out, stable_out)
         with torch.inference_mode():
-            with self._autocast():
-                predictor.set_image(image)
-            predictor.features = predictor.features.float()
-            boxes_t = predictor.transform.apply_boxes_torch(
-                torch.as_tensor(boxes, device=self.device), (height, width)
-            )
-            for start in range(0, len(boxes), self.box_batch):
-                chunk = boxes_t[start : start + self.box_batch]
-                masks, iou, _ = predictor.predict_torch(
-                    point_coords=None,
-                    point_labels=None,
-                    boxes=chunk,
-                    multimask_output=self.multimask,
-                )
-                if self.multimask:
-                    best = iou.argmax(dim=1)
-                    masks = masks[torch.arange(len(chunk), device=masks.device), best]
-                else:
-                    masks = masks[:, 0]
-                out[start : start + len(chunk)] = masks.cpu().numpy()
-        predictor.reset_image()
+            self._encode(image)
+            for start in range(0, n, self.box_batch):
+                logits, iou = self._decode(boxes[start : start + self.box_batch], (height, width))
+                rows = torch.arange(len(logits), device=logits.device)
+                best = iou.argmax(dim=1)
+                logits, iou = logits[rows, best].float(), iou[rows, best]
+                done = slice(start, start + len(logits))
+                out[done] = (logits > self.mask_threshold).cpu().numpy()
+                iou_out[done] = iou.double().cpu().numpy()
+                stable_out[done] = stability_score(logits, self.mask_threshold).cpu().numpy()
+        self._release()
         if self.clip_margin is not None:
             out = clip_to_boxes(out, boxes, self.clip_margin)
-        return remove_small_regions(out, self.min_area)
+        return TeacherOutput(remove_small_regions(out, self.min_area), iou_out, stable_out)
 
     def describe(self) -> dict[str, Any]:
         """Options, checkpoint, sha256 and backend version for the manifest."""

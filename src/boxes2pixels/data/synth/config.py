@@ -11,6 +11,10 @@ DIRT, DAMAGE = 0, 1
 DIRT_KINDS = ("stain", "splatter", "streak")
 DAMAGE_KINDS = ("crack", "erosion", "chip")
 DEFAULT_SIZE = (640, 360)
+HAIRLINE_SIDE = 360
+"""Short side (px) up to which crack width and camera blur grow with the image. Above it
+they keep their size in pixels, so cracks stay 1-3 px wide in a 5280×2970 photo as in a
+real one (scenes up to this side are unchanged by the rule)."""
 
 
 @dataclass(frozen=True)
@@ -25,8 +29,9 @@ class SynthConfig:
             defects (lowest contrast) are candidates.
         damage_fraction: probability that a defect is ``damage`` rather than ``dirt``.
         max_defects: most defects on one image (1 to this many on a defective image).
-        defect_scale: multiplies every defect size (1.0: cracks about 2-3 px wide and stains
-            about 30-70 px across on a 360-px-high image, still visible at 224 px wide).
+        defect_scale: multiplies every defect size (1.0: cracks 3-5 px wide and stains about
+            30-70 px across on a 360-px-high image, still visible at 224 px wide; above a
+            360-px short side cracks are 1-3 px hairlines, see ``HAIRLINE_SIDE``).
         box_padding: range of the extra margin on each side of a box, as a fraction of the
             defect's extent on that axis (plus 1-3 px).
         jpeg_quality: range of the JPEG quality of the written image.

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from .blade import Blade
+from .config import HAIRLINE_SIDE
 from .fields import noise, smoothstep
 
 
@@ -132,14 +133,22 @@ def _crack(
     reach = int(length * 1.2) + 4
     x0, y0, x1, y1 = _window(cx, cy, reach, w, h)
     canvas = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    thick = max(1, round(rng.uniform(0.005, 0.009) * s * scale))
+    thick = max(1, round(rng.uniform(0.005, 0.009) * min(s, HAIRLINE_SIDE) * scale))
     seg = max(2.0, 0.015 * s * scale)
+    # Up to HAIRLINE_SIDE, OpenCV's thick lines (2 → 3 px, 3 → 5 px wide). Above it, true
+    # hairlines: 1-px strokes grown to exactly ``width`` px (2-3 px trunk, 1-2 px branches).
+    hairline = s > HAIRLINE_SIDE
+    strokes = {k: np.zeros_like(canvas) for k in (1, 2, 3)} if hairline else {}
 
     def walk(x: float, y: float, ang: float, remaining: float, width: int, depth: int) -> None:
         while remaining > 0:
             ang += rng.normal(0, 0.45)
             nx, ny = x + seg * math.cos(ang), y + seg * math.sin(ang)
-            cv2.line(canvas, (round(x), round(y)), (round(nx), round(ny)), 255, width, cv2.LINE_8)
+            p0, p1 = (round(x), round(y)), (round(nx), round(ny))
+            if hairline:
+                cv2.line(strokes[min(width, 3)], p0, p1, 255, 1, cv2.LINE_8)
+            else:
+                cv2.line(canvas, p0, p1, 255, width, cv2.LINE_8)
             x, y, remaining = nx, ny, remaining - seg
             if depth < 2 and rng.random() < 0.1:
                 side = rng.choice([-1.0, 1.0])
@@ -156,6 +165,8 @@ def _crack(
     px, py = cx - x0, cy - y0
     walk(px, py, ang0, length / 2, thick, 0)
     walk(px, py, ang0 + math.pi, length / 2, thick, 0)
+    for width, layer in strokes.items():
+        canvas |= cv2.dilate(layer, np.ones((width, width), np.uint8))
     gt = canvas > 0
     peak = 0.25 + 0.65 * strength
     colour = np.array([0.16, 0.15, 0.14]) + rng.uniform(0.0, 0.12)

@@ -15,7 +15,15 @@ import numpy as np
 
 from ...errors import ConfigError
 from .blade import Blade, blade_albedo, draw_blade, draw_sky
-from .config import DAMAGE, DAMAGE_KINDS, DEFAULT_SIZE, DIRT, DIRT_KINDS, SynthConfig
+from .config import (
+    DAMAGE,
+    DAMAGE_KINDS,
+    DEFAULT_SIZE,
+    DIRT,
+    DIRT_KINDS,
+    HAIRLINE_SIDE,
+    SynthConfig,
+)
 from .defects import Patch, draw_defect
 from .fields import grid, noise, smoothstep, tight_box
 
@@ -168,6 +176,10 @@ def _add_defects(
     occupied = np.zeros((h, w), bool)
     inside = blade.dist > max(2.0, 0.03 * min(w, h))
     min_pixels = max(6, round(3e-4 * w * h))
+    # above HAIRLINE_SIDE a crack's area grows with the side, not its square (its width is
+    # fixed), and hairlines are about half as wide as the cracks drawn below that size
+    s = min(w, h)
+    min_crack = min_pixels if s <= HAIRLINE_SIDE else max(6, round(min_pixels * 180 / s))
     defects: list[SynthDefect] = []
     attempts = 0
     while len(defects) < count and attempts < 6 * count:
@@ -180,7 +192,8 @@ def _add_defects(
         patch = draw_defect(rng, kind, blade, inside & ~occupied, strength, cfg.defect_scale)
         if patch is None:
             continue
-        full = _paint(patch, blade, albedo, occupied, min_pixels)
+        need = min_crack if kind == "crack" else min_pixels
+        full = _paint(patch, blade, albedo, occupied, need)
         if full is None:
             continue
         mask[full] = cls + 1
@@ -271,7 +284,7 @@ def _camera(rng: np.random.Generator, rgb: np.ndarray, cfg: SynthConfig) -> np.n
     r2 = ((xs - w / 2) / w) ** 2 + ((ys - h / 2) / h) ** 2
     rgb = rgb * (1 - rng.uniform(0.0, 0.35) * r2)[..., None]
     if rng.random() < cfg.blur_probability:
-        sigma = rng.uniform(0.5, 1.3) * s / 360
+        sigma = rng.uniform(0.5, 1.3) * min(s, HAIRLINE_SIDE) / HAIRLINE_SIDE
         rgb = cv2.GaussianBlur(rgb, (0, 0), sigma)
     rgb = rgb + rng.normal(0.0, rng.uniform(0.004, 0.015), rgb.shape).astype(np.float32)
     return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)

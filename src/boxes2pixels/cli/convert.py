@@ -1,0 +1,73 @@
+"""`b2p convert`: pseudo-masks or predictions as a YOLO-seg dataset or COCO instances."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._common import handle_errors, say
+
+
+@handle_errors
+def convert_command(
+    masks: Path = typer.Argument(
+        ...,
+        help="Masks folder: `b2p label` output (one sub-folder per split) or, with --split, "
+        "one split's masks (`b2p predict` output).",
+    ),
+    to: str = typer.Option(
+        ...,
+        "--to",
+        help="yolo-seg (Ultralytics dataset: images/, labels/, data.yaml) | coco "
+        "(annotations/instances_<split>.json).",
+    ),
+    data: Path = typer.Option(..., "--data", help="The dataset's data.yaml (images, names)."),
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    split: str | None = typer.Option(
+        None, "--split", help="MASKS holds this split's masks directly (e.g. val)."
+    ),
+    encoding: str = typer.Option(
+        "rle",
+        "--encoding",
+        help="COCO segmentation: rle (exact, keeps 1-px cracks) | polygon (outer outlines).",
+    ),
+    copy_images: bool = typer.Option(
+        False, "--copy-images", help="yolo-seg: copy the images (default: symbolic links)."
+    ),
+) -> None:
+    """Convert label-map PNGs into the formats other trainers and annotation tools read.
+
+    One instance per connected component per class; 255 (ignore) is left out.
+
+    Examples:
+
+      b2p convert masks --to yolo-seg --data data.yaml --out yolo_seg
+
+      b2p convert masks --to coco --data data.yaml --out coco
+
+      b2p convert predictions --split val --to coco --data data.yaml --out coco_pred
+    """
+    from ..convert_folder import convert_masks
+
+    summary = convert_masks(
+        masks,
+        data,
+        out,
+        to,
+        split=split,
+        encoding=encoding,
+        copy_images=copy_images,
+    )
+    for path, reason in summary.skipped:
+        say("[yellow]skipped[/] ", f"{path}: {reason}")
+    for split_name, root in summary.image_roots.items():
+        say(f"[dim]{split_name}: file_name entries are relative to[/] ", str(root))
+    counts = ", ".join(f"{s} {n}" for s, n in summary.images.items()) or "no images"
+    instances = f", {summary.instances} instances" if to == "coco" else ""
+    say("[green]done:[/] ", f"{counts}{instances}; wrote {', '.join(map(str, summary.files))}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
+    app.command("convert")(convert_command)

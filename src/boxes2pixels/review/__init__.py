@@ -1,0 +1,42 @@
+"""The review queue: point people at the pseudo-masks least worth trusting (``b2p review``).
+
+Modules: :mod:`.signals` (the doubt signals and the documented score), :mod:`.model` (a
+model's confidence map and possible missed defects), :mod:`.scores` (the teacher's recorded
+per-box scores), :mod:`.queue` (ranking a split; ``queue.csv`` / ``queue.json``),
+:mod:`.gallery` (the HTML gallery), :mod:`.bundle` (images + COCO for CVAT / Label Studio)
+and :mod:`.run` (``review_dataset``: all of it). Corrections come back through
+``b2p label --corrections`` (:mod:`boxes2pixels.label.corrections`).
+"""
+
+from __future__ import annotations
+
+from .bundle import write_bundle
+from .gallery import gallery_document, write_gallery
+from .model import MissedDefect, ModelView, missed_defects, model_view
+from .queue import BoxReview, ImageReview, ReviewQueue, review_image, review_split
+from .run import ReviewResult, review_dataset
+from .scores import teacher_scores
+from .signals import DEFAULT_WEIGHTS, SIGNALS, DoubtSettings, doubt_score, parse_weights
+
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "SIGNALS",
+    "BoxReview",
+    "DoubtSettings",
+    "ImageReview",
+    "MissedDefect",
+    "ModelView",
+    "ReviewQueue",
+    "ReviewResult",
+    "doubt_score",
+    "gallery_document",
+    "missed_defects",
+    "model_view",
+    "parse_weights",
+    "review_dataset",
+    "review_image",
+    "review_split",
+    "teacher_scores",
+    "write_bundle",
+    "write_gallery",
+]

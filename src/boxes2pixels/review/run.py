@@ -1,0 +1,109 @@
+"""``review_dataset``: everything ``b2p review`` writes, as one function."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data.yolo import load_data_yaml
+from ..errors import DatasetError
+from ..models import load_model
+from .bundle import write_bundle
+from .gallery import gallery_document, write_gallery
+from .queue import ReviewQueue, describe_model, review_split
+from .scores import teacher_scores
+from .signals import DoubtSettings
+
+BUNDLE_DIR = "correct"
+
+
+@dataclass
+class ReviewResult:
+    """What :func:`review_dataset` wrote, and the queue itself."""
+
+    queue: ReviewQueue
+    csv: Path
+    json: Path
+    gallery: Path
+    bundle: Path | None
+
+
+def _commands(data: Path, masks: Path, bundle: Path, split: str) -> str:
+    return (
+        f"# 1. correct {bundle}/images in CVAT or Label Studio (import {bundle}/annotations.json\n"
+        f"#    as COCO 1.0), export the result as COCO; or edit the PNGs in {bundle}/masks\n"
+        "# 2. bring the corrections in (the teacher never relabels those images again):\n"
+        f"b2p label {data} --teacher TEACHER --out {masks} --splits {split} "
+        f"--corrections exported.json\n"
+        "# 3. train, validating on the corrected images:\n"
+        f"B2P_VALIDATE_ON=corrected b2p train {data} --masks {masks} --out runs/corrected"
+    )
+
+
+def review_dataset(
+    data_yaml: str | Path,
+    masks: str | Path,
+    out: str | Path,
+    *,
+    split: str = "train",
+    model: Any = None,
+    top: int = 50,
+    settings: DoubtSettings | None = None,
+    imgsz: int | None = None,
+    device: str = "auto",
+    encoding: str = "polygon",
+    on_image: Callable[[int, int], None] | None = None,
+) -> ReviewResult:
+    """Rank the pseudo-masks of ``split``; write the queue, the gallery and the bundle.
+
+    Writes ``out/queue.csv`` and ``out/queue.json`` (every image, ranked),
+    ``out/gallery.html`` (self-contained; also ``gallery.md``) of the ``top`` images and the
+    correction bundle ``out/correct/`` of those images (see :mod:`.bundle`).
+
+    Args:
+        data_yaml: the dataset's ``data.yaml``.
+        masks: the pseudo-mask folder written by ``b2p label``.
+        out: output folder (must not be the mask folder).
+        split: the split to review.
+        model: a model or what :func:`~boxes2pixels.models.load_model` loads; ``None``: the
+            signals that need a model are left out.
+        top: images in the gallery and the bundle.
+        settings: signal weights and thresholds.
+        imgsz: the model's input long side (default: its own).
+        device: where the model runs.
+        encoding: COCO segmentation of the bundle: ``polygon`` or ``rle``.
+        on_image: progress callback ``on_image(done, total)``.
+
+    Raises:
+        DatasetError: unknown split, missing masks, or ``out`` inside the mask folder.
+        CheckpointError: the model cannot be loaded.
+    """
+    ds = load_data_yaml(data_yaml)
+    masks, out = Path(masks), Path(out)
+    if out.resolve() == masks.resolve() or masks.resolve() in out.resolve().parents:
+        raise DatasetError(f"{out}: --out must lie outside the mask folder {masks}")
+    loaded = None if model is None else load_model(model, device=device)
+    queue = review_split(
+        ds,
+        masks,
+        split=split,
+        model=loaded,
+        settings=settings,
+        teacher_scores=teacher_scores(masks),
+        imgsz=imgsz,
+        on_image=on_image,
+    )
+    if model is not None:
+        queue.model = describe_model(model, loaded)
+    csv_path, json_path = queue.write(out)
+    chosen = [r for r in queue.top(top) if r.score > 0]
+    bundle = None
+    if chosen:
+        bundle = out / BUNDLE_DIR
+        write_bundle(chosen, ds.names, bundle, encoding)
+    doc = gallery_document(
+        queue, chosen, loaded, imgsz, _commands(ds.yaml_path, masks, out / BUNDLE_DIR, split)
+    )
+    return ReviewResult(queue, csv_path, json_path, write_gallery(doc, out), bundle)

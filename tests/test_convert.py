@@ -1,0 +1,182 @@
+"""Label maps to COCO instances and YOLO-seg polygons, and back; `b2p convert`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from typer.testing import CliRunner
+
+from boxes2pixels.cli.main import app
+from boxes2pixels.convert import (
+    coco_to_masks,
+    mask_instances,
+    mask_to_yolo_seg,
+    masks_to_coco,
+    write_yolo_seg,
+    yolo_seg_to_mask,
+)
+from boxes2pixels.data.yolo import load_data_yaml, parse_label_text
+from boxes2pixels.errors import DatasetError
+from boxes2pixels.io import write_mask
+
+# pycocotools 2.0.x decodes through a numpy-1 style __array__ (a DeprecationWarning)
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
+
+NAMES = ["dirt", "damage"]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+@pytest.fixture(scope="module")
+def label_map() -> np.ndarray:
+    """Two compact dirt blobs, a compact damage region, a 1-px crack, a lone pixel, ignore."""
+    m = np.zeros((120, 160), np.uint8)
+    cv2.circle(m, (30, 30), 14, 1, -1)
+    cv2.ellipse(m, (120, 40), (22, 12), 25, 0, 360, 1, -1)
+    cv2.rectangle(m, (60, 70), (100, 100), 2, -1)
+    cv2.line(m, (5, 116), (150, 106), 2, 1)  # a hairline crack, 1 px wide
+    m[5, 150] = 1
+    m[60:64, 10:14] = 255
+    return m
+
+
+def test_coco_rle_decodes_exactly_with_pycocotools(label_map: np.ndarray, tmp_path: Path) -> None:
+    coco = masks_to_coco(["a.png"], [label_map], NAMES)
+    assert [c["name"] for c in coco["categories"]] == NAMES
+    assert [c["id"] for c in coco["categories"]] == [1, 2]
+    assert coco["images"] == [{"id": 1, "file_name": "a.png", "width": 160, "height": 120}]
+    instances = list(mask_instances(label_map))
+    assert len(coco["annotations"]) == len(instances) == 5  # 3 dirt, 2 damage; 255 left out
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps(coco))
+    api = COCO(str(path))
+    rebuilt = np.zeros_like(label_map)
+    for ann in api.loadAnns(api.getAnnIds(imgIds=[1])):
+        component = api.annToMask(ann).astype(bool)
+        assert ann["area"] == int(component.sum())
+        x, y, w, h = ann["bbox"]
+        ys, xs = np.nonzero(component)
+        assert (x, y) == (xs.min(), ys.min())
+        assert (w, h) == (xs.max() - x + 1, ys.max() - y + 1)
+        assert not rebuilt[component].any()  # components do not overlap
+        rebuilt[component] = ann["category_id"]
+    expected = np.where(label_map == 255, 0, label_map)
+    np.testing.assert_array_equal(rebuilt, expected)
+    np.testing.assert_array_equal(coco_to_masks(path)["a.png"], expected)
+
+
+def test_coco_polygons_are_close_for_compact_defects_and_lose_thin_cracks(
+    label_map: np.ndarray,
+) -> None:
+    coco = masks_to_coco(["a.png"], [label_map], NAMES, encoding="polygon")
+    ious = []
+    for ann in coco["annotations"]:
+        rle = mask_utils.merge(mask_utils.frPyObjects(ann["segmentation"], 120, 160))
+        decoded = mask_utils.decode(rle).astype(bool)
+        truth = next(
+            i.mask for i in mask_instances(label_map) if list(map(float, i.bbox)) == ann["bbox"]
+        )
+        ious.append((ann["area"], _iou(decoded, truth)))
+    compact = [iou for area, iou in ious if area > 300]
+    thin = [iou for area, iou in ious if 1 < area < 300]  # the crack
+    assert len(compact) == 3 and min(compact) > 0.88
+    assert len(thin) == 1 and thin[0] < 0.2  # why RLE is the default
+
+
+def test_yolo_seg_polygons_rasterise_back(label_map: np.ndarray) -> None:
+    lines = mask_to_yolo_seg(label_map, len(NAMES))
+    assert len(lines) == 4  # the lone pixel encloses nothing as a polygon: left out
+    back = yolo_seg_to_mask(lines, 160, 120)
+    truth = np.where(label_map == 255, 0, label_map)
+    truth[5, 150] = 0
+    for value in (1, 2):  # compact blobs and the crack, at full resolution
+        assert _iou(back == value, truth == value) > 0.99
+    labels = parse_label_text("\n".join(lines), len(NAMES))  # read as Ultralytics reads them
+    assert not labels.issues
+    assert sorted(labels.classes.tolist()) == [0, 0, 1, 1]
+    assert all(p is not None and len(p) >= 3 for p in labels.polygons)
+
+
+def test_coco_corrections_by_name_and_polygon() -> None:
+    coco = {
+        "images": [{"id": 7, "file_name": "x.jpg", "width": 20, "height": 10}],
+        "categories": [{"id": 40, "name": "damage"}, {"id": 41, "name": "dirt"}],
+        "annotations": [
+            {"id": 1, "image_id": 7, "category_id": 40, "segmentation": [[2, 2, 8, 2, 8, 8, 2, 8]]}
+        ],
+    }
+    maps = coco_to_masks(coco, names=NAMES)
+    assert set(np.unique(maps["x.jpg"]).tolist()) == {0, 2}
+    with pytest.raises(DatasetError, match="category 'dirt' is not in names"):
+        coco_to_masks(coco, names=["damage"])
+    with pytest.raises(DatasetError, match="label values \\[3\\] have no class"):
+        masks_to_coco(["a.png"], [np.full((4, 4), 3, np.uint8)], NAMES)
+
+
+def test_write_yolo_seg_layout(label_map: np.ndarray, tmp_path: Path) -> None:
+    image = tmp_path / "src" / "a.png"
+    image.parent.mkdir()
+    cv2.imwrite(str(image), np.zeros((120, 160, 3), np.uint8))
+    data_yaml = write_yolo_seg(tmp_path / "out", [("val", "sub/a.png", image, label_map)], NAMES)
+    config = yaml.safe_load(data_yaml.read_text())
+    assert config == {
+        "path": str((tmp_path / "out").resolve()),
+        "val": "images/val",
+        "names": {0: "dirt", 1: "damage"},
+    }
+    assert (tmp_path / "out" / "images" / "val" / "sub" / "a.png").resolve() == image.resolve()
+    label_file = tmp_path / "out" / "labels" / "val" / "sub" / "a.txt"
+    assert label_file.read_text().splitlines() == mask_to_yolo_seg(label_map)
+    dataset = load_data_yaml(data_yaml)
+    assert dataset.names == NAMES
+    assert len(dataset.labels(dataset.images("val")[0])) == 4
+
+
+@pytest.mark.parametrize("to", ["coco", "yolo-seg"])
+def test_cli_convert(to: str, tmp_path: Path, make_square_dataset) -> None:
+    root = make_square_dataset(tmp_path / "ds", n_train=2, n_val=1)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        ["convert", str(root / "masks"), "--to", to, "--data", str(root / "data.yaml"),
+         "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    dataset = load_data_yaml(root / "data.yaml")
+    if to == "coco":
+        coco = json.loads((out / "annotations" / "instances_train.json").read_text())
+        assert len(coco["images"]) == 2
+        maps = coco_to_masks(coco)
+        for image in dataset.images("train"):
+            mask = cv2.imread(str(root / "masks" / "train" / f"{image.stem}.png"), 0)
+            np.testing.assert_array_equal(maps[image.name], np.where(mask == 255, 0, mask))
+    else:
+        converted = load_data_yaml(out / "data.yaml")
+        assert converted.splits == ["train", "val"]
+        assert len(converted.images("train")) == 2
+        assert all(len(converted.labels(p)) >= 1 for p in converted.images("train"))
+
+
+def test_cli_convert_predictions_of_one_split(tmp_path: Path, make_square_dataset) -> None:
+    root = make_square_dataset(tmp_path / "ds", n_train=1, n_val=2)
+    preds = tmp_path / "preds"
+    for image in load_data_yaml(root / "data.yaml").images("val")[:1]:
+        write_mask(preds / f"{image.stem}.png", np.ones((56, 56), np.uint8))
+    args = ["convert", str(preds), "--to", "coco", "--data", str(root / "data.yaml")]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "c"), "--split", "val"])
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.output  # the second val image has no prediction
+    coco = json.loads((tmp_path / "c" / "annotations" / "instances_val.json").read_text())
+    assert len(coco["images"]) == 1 and len(coco["annotations"]) == 1
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "d")])
+    assert result.exit_code == 1
+    assert "pass --split" in result.output
