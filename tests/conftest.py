@@ -178,3 +178,35 @@ def pytest_ignore_collect(collection_path, config):
     if any(a == _GPU_TESTS or a.startswith(_GPU_TESTS + os.sep) for a in asked):
         return None
     return True
+
+
+@pytest.fixture(scope="session")
+def baseline_dir(tmp_path_factory):
+    """A saved random-encoder U-Net baseline in the run layout `b2p benchmark` writes."""
+    import torch
+
+    from boxes2pixels.baselines import BaselineModel
+
+    torch.manual_seed(0)
+    model = BaselineModel(
+        "unet", num_classes=3, class_names=NAMES3, encoder_init="random", imgsz=64
+    )
+    folder = tmp_path_factory.mktemp("unet")
+    model.save_pretrained(folder / "best")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def onnx_file(tmp_path_factory):
+    """A tiny random student (timm's ``test_vit``) exported to a dynamic-shape ``.onnx`` file."""
+    import torch
+
+    from boxes2pixels.export import export_onnx
+
+    torch.manual_seed(0)
+    model = _build_student(
+        class_names=NAMES3, backbone="test_vit", backbone_mode="full", decoder_channels=32, imgsz=64
+    ).eval()
+    path = tmp_path_factory.mktemp("onnx") / "student.onnx"
+    export_onnx(model, path, imgsz=64, dynamic=True)
+    return path

@@ -281,34 +281,6 @@ def test_evaluate_model_rejects_dataset_with_other_classes(model_dir: Path, tmp_
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def baseline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from boxes2pixels.baselines import BaselineModel
-
-    torch.manual_seed(0)
-    model = BaselineModel("unet", num_classes=3, class_names=NAMES, encoder_init="random", imgsz=64)
-    folder = tmp_path_factory.mktemp("unet")
-    model.save_pretrained(folder / "best")  # the layout `b2p benchmark` writes
-    return folder
-
-
-@pytest.fixture(scope="module")
-def onnx_file(make_student, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from boxes2pixels.export import export_onnx
-
-    torch.manual_seed(0)
-    model = make_student(
-        class_names=NAMES, backbone="test_vit", backbone_mode="full", decoder_channels=32, imgsz=64
-    ).eval()
-    path = tmp_path_factory.mktemp("onnx") / "student.onnx"
-    export_onnx(model, path, imgsz=64, dynamic=True)
-    return path
-
-
 @pytest.mark.parametrize("kind", ["baseline", "onnx"])
 def test_cli_evaluate_a_baseline_folder_or_an_onnx_file(
     kind: str, baseline_dir: Path, onnx_file: Path, tmp_path: Path

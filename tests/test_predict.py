@@ -301,30 +301,6 @@ def test_tiled_memory_is_bounded_by_a_strip_not_the_image() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def baseline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from boxes2pixels.baselines import BaselineModel
-
-    torch.manual_seed(0)
-    model = BaselineModel("unet", num_classes=3, class_names=NAMES, encoder_init="random", imgsz=64)
-    folder = tmp_path_factory.mktemp("unet")
-    model.save_pretrained(folder / "best")  # the layout `b2p benchmark` writes
-    return folder
-
-
-@pytest.fixture(scope="module")
-def onnx_file(make_student, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from boxes2pixels.export import export_onnx
-
-    torch.manual_seed(0)
-    model = make_student(
-        class_names=NAMES, backbone="test_vit", backbone_mode="full", decoder_channels=32, imgsz=64
-    ).eval()
-    path = tmp_path_factory.mktemp("onnx") / "student.onnx"
-    export_onnx(model, path, imgsz=64, dynamic=True)
-    return path
-
-
 def test_cli_predict_on_a_baseline_folder(baseline_dir: Path, tmp_path: Path) -> None:
     write_rgb(tmp_path / "src" / "a.png", _image(40, 70))
     out = tmp_path / "out"
