@@ -13,7 +13,8 @@ compared with fp32's on held-out photos:
 Paths: fp32; fp32 with the math attention kernel; bf16 autocast + channels-last; bf16
 weights (the whole model cast, no autocast); int8 dynamic quantisation of the linear layers
 (``torch.ao.quantization.quantize_dynamic``; ``--torchao`` adds torchao's
-``Int8DynamicActivationInt8WeightConfig``); ``--compile`` adds torch.compile of bf16.
+``Int8DynamicActivationInt8WeightConfig``); ``--compile`` adds torch.compile of bf16; with
+OpenVINO installed, the model exported to ONNX and run by OpenVINO at fp32 and at bf16.
 
 ``--clock cpu`` (default) times process CPU time at 1 thread: on a machine shared with other
 jobs that counts the work done, not the waiting. ``--clock wall`` times wall-clock time at
@@ -28,10 +29,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import shutil
 import statistics
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +48,7 @@ from boxes2pixels.cpu import choose_precision, cpu_info
 from boxes2pixels.data.synth import SynthConfig, render_scene
 from boxes2pixels.geometry import normalize
 from boxes2pixels.measure import count_gmacs
+from boxes2pixels.openvino_runtime import openvino_available
 from boxes2pixels.student import Student
 
 HEADS = ("fine",)
@@ -80,8 +85,24 @@ def fit(model: nn.Module, images: np.ndarray, masks: np.ndarray, steps: int, cro
     model.eval()
 
 
+def openvino_paths(model: nn.Module, side: int, folder: Path) -> dict[str, Logits]:
+    """``model`` exported to ONNX at side×side and run by OpenVINO at fp32 and bf16."""
+    from boxes2pixels.export import export_onnx
+    from boxes2pixels.openvino_runtime import OpenVinoStudent
+
+    path = folder / f"{type(model).__name__}.onnx"
+    export_onnx(model, path, imgsz=side, verify=False)
+    out = {}
+    for precision in ("fp32", "bf16"):
+        runner = OpenVinoStudent(path, precision=precision, threads=torch.get_num_threads())
+        out[f"OpenVINO {precision} (exported ONNX)"] = lambda x, r=runner: torch.from_numpy(
+            r.run(x.numpy())["fine"]
+        )
+    return out
+
+
 def paths(model: nn.Module, torchao: bool, compiled: bool) -> dict[str, Logits]:
-    """Every inference path of ``model``: name → call returning fp32 fine logits."""
+    """Every PyTorch inference path of ``model``: name → call returning fp32 fine logits."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     def run(m: nn.Module, dtype: torch.dtype | None, cl: bool, math: bool = False) -> Logits:
@@ -202,6 +223,9 @@ def main() -> None:
     images, masks = scenes(args.photos, args.imgsz, seed=0)
     test_images, _ = scenes(args.held_out, args.imgsz, seed=1)
     limit = machine_limit(args.clock)
+    folder = Path(tempfile.mkdtemp(prefix="b2p-paths-"))
+    if not openvino_available():
+        print("OpenVINO is not installed (pip install 'boxes2pixels[openvino]'): no OpenVINO rows")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         models: dict[str, Any] = {
@@ -217,6 +241,8 @@ def main() -> None:
         s = side[name]
         test = normalize(test_images[:, :s, :s], model.mean, model.std)
         calls = paths(model, args.torchao, args.compile)
+        if openvino_available():
+            calls.update(openvino_paths(model, s, folder))
         ms = timed(calls, test[:1], args.repeats, args.clock)
         agree = agreement(calls, test)
         print(table(f"{name} at {s}×{s} (fitted {args.steps} steps in {fitted:.0f} s)", ms, agree))
@@ -231,6 +257,7 @@ def main() -> None:
                     f"- {prec} limit: {gflops:.0f} GFLOP/s → {floor:.0f} ms for {gmacs:.1f} GMACs"
                 )
             print()
+    shutil.rmtree(folder)
     print(f"student / SegFormer-B2, fastest exact paths: {best['student'] / best['segformer']:.2f}")
 
 

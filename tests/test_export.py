@@ -115,21 +115,6 @@ def test_b2p_predict_runtime_onnx_writes_the_same_masks_as_torch(student, tmp_pa
         onnx_mask = read_mask(tmp_path / "onnx" / f"img{i}.png")
         assert torch_mask.shape == images()[i].shape[:2]
         assert (torch_mask == onnx_mask).mean() >= 0.999
-    tiled = runner.invoke(
-        app,
-        [
-            "predict",
-            str(onnx_file),
-            str(tmp_path / "photos"),
-            "--out",
-            str(tmp_path / "t"),
-            "--runtime",
-            "onnx",
-            "--tile",
-        ],
-    )
-    assert tiled.exit_code == 1
-    assert "--tile" in tiled.output
 
 
 def test_export_size_must_fit_patch(student, tmp_path) -> None:

@@ -1,4 +1,5 @@
-"""The contract every segmentation model meets: Student, each baseline, the ONNX export.
+"""The contract every segmentation model meets: Student, each baseline, the ONNX export run by
+onnxruntime and by OpenVINO.
 
 One shared tester (like segmentation_models_pytorch's ``tests/models/base.py``): each case
 builds a tiny random model once, saves it the way its users do (``save_pretrained``, or
@@ -20,7 +21,7 @@ from boxes2pixels.baselines import BASELINES, BaselineModel
 from boxes2pixels.models import SegmentationModel, load_model
 
 NAMES = ["background", "dirt", "damage"]
-CASES = ["student", *BASELINES, "onnx"]
+CASES = ["student", *BASELINES, "onnx", "openvino"]
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Case:
         atol: largest logit difference accepted after a round trip (0: identical).
         agreement: smallest fraction of equal pixels between the predictions of the
             reloaded model and ``reference``.
+        runtime: the ``load_model`` runtime that loads ``artefact``.
     """
 
     model: Any
@@ -43,6 +45,7 @@ class Case:
     heads: set[str]
     atol: float = 0.0
     agreement: float = 1.0
+    runtime: str = "auto"
 
 
 def _student(make_student: Any) -> Any:
@@ -53,14 +56,15 @@ def _student(make_student: Any) -> Any:
 
 
 def _build(name: str, folder: Path, make_student: Any) -> Case:
-    if name == "onnx":
+    if name in ("onnx", "openvino"):
         from boxes2pixels.export import export_onnx
 
         student = _student(make_student)
         path = folder / "student.onnx"
         export_onnx(student, path, imgsz=64, dynamic=True)
-        onnx_model = load_model(path, device="cpu")
-        return Case(onnx_model, student, path, {"fine"}, atol=1e-3, agreement=0.99)
+        exported = load_model(path, device="cpu", runtime=name)
+        assert exported.runtime == name
+        return Case(exported, student, path, {"fine"}, atol=1e-3, agreement=0.99, runtime=name)
     if name == "student":
         model = _student(make_student)
         heads = {"fine", "binary"}
@@ -111,7 +115,7 @@ def test_forward_at_several_sizes(case: Case) -> None:
 
 
 def test_save_load_round_trip_keeps_the_logits(case: Case) -> None:
-    loaded = load_model(case.artefact, device="cpu")
+    loaded = load_model(case.artefact, device="cpu", runtime=case.runtime)
     assert type(loaded) is type(case.model)
     assert loaded.class_names == NAMES
     x = torch.randn(2, 3, 64, 64)
@@ -125,7 +129,7 @@ def test_save_load_round_trip_keeps_the_logits(case: Case) -> None:
 
 
 def test_predict_through_load_model(case: Case) -> None:
-    loaded = load_model(str(case.artefact), device="cpu")
+    loaded = load_model(str(case.artefact), device="cpu", runtime=case.runtime)
     images = _images()
     preds = loaded.predict(images, batch_size=2)
     expected = case.reference.predict(images, batch_size=2)

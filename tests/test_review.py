@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 import yaml
@@ -19,8 +18,9 @@ from boxes2pixels.data.synth import generate_dataset
 from boxes2pixels.data.yolo import load_data_yaml
 from boxes2pixels.errors import ConfigError
 from boxes2pixels.io import read_mask, write_mask
-from boxes2pixels.label import MANIFEST_NAME, combine_masks, label_dataset
+from boxes2pixels.label import MANIFEST_NAME, label_dataset
 from boxes2pixels.label.corrections import corrected_keys
+from boxes2pixels.label.imitation import imitate_teacher
 from boxes2pixels.review import (
     DoubtSettings,
     doubt_score,
@@ -33,44 +33,9 @@ from boxes2pixels.review import (
     write_bundle,
     write_gallery,
 )
-from boxes2pixels.teachers.base import box_pixel_ranges
 
 K = 10
 SIZE = (160, 96)
-
-
-def imitation_sam(root: Path, masks: Path, seed: int = 0) -> dict[str, float]:
-    """Write SAM-like pseudo-masks of the train split (per box: the true mask 55 %, thin parts
-    dropped 20 %, the whole box 15 %, nothing 10 %); return each boxed image's IoU with the
-    ground truth (binary, by key)."""
-    ds = load_data_yaml(root / "data.yaml")
-    rng = np.random.default_rng(seed)
-    ious = {}
-    for image in ds.images("train"):
-        name = ds.mask_name(image, "train")
-        gt = read_mask(root / "gt_masks" / "train" / name)
-        labels = ds.labels(image)
-        height, width = gt.shape
-        boxes = labels.xyxy(width, height)
-        per_box = np.zeros((len(boxes), height, width), bool)
-        for i, (box, cls) in enumerate(zip(boxes, labels.classes, strict=True)):
-            x0, y0, x1, y1 = box_pixel_ranges(box, height, width)
-            m = per_box[i]
-            m[y0:y1, x0:x1] = gt[y0:y1, x0:x1] == cls + 1
-            mode = rng.choice(4, p=[0.55, 0.2, 0.15, 0.1])
-            if mode == 1:
-                opened = cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3)))
-                per_box[i] = opened.astype(bool)
-            elif mode == 2:
-                m[y0:y1, x0:x1] = True
-            elif mode == 3:
-                m[:] = False
-        pseudo = combine_masks(per_box, labels.classes)
-        write_mask(masks / "train" / name, pseudo)
-        if len(boxes):
-            a, g = pseudo > 0, gt > 0
-            ious[f"train/{name}"] = float((a & g).sum() / max(1, (a | g).sum()))
-    return ious
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +44,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[st
     root = tmp_path_factory.mktemp("review")
     generate_dataset(root / "ds", train=150, val=0, test=0, size=SIZE, seed=1)
     masks = root / "masks"
-    return root / "ds", masks, imitation_sam(root / "ds", masks)
+    return root / "ds", masks, imitate_teacher(root / "ds", masks)
 
 
 def ranking_figures(queue: Any, ious: dict[str, float], k: int) -> tuple[float, float, float]:
@@ -293,3 +258,24 @@ def test_corrections_from_a_png_folder_and_errors(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="corrected mask is 5×5"):
         label_dataset(data / "data.yaml", "box", masks, splits=["train"], progress=False,
                       corrections=tmp_path / "bad")  # fmt: skip
+
+
+def test_corrected_validation_tiles_whole_images_when_training_on_windows(
+    tmp_path: Path,
+) -> None:
+    from boxes2pixels.config import TrainConfig
+    from boxes2pixels.distill.corrected import corrected_val_data
+
+    data = tmp_path / "ds"
+    generate_dataset(data, train=3, val=0, test=0, size=SIZE, seed=4)
+    imitate_teacher(data, tmp_path / "masks")
+    keys = ["train/train_00001.png", "train/train_00002.png"]
+    for crop, shape in ((0, (56, 56)), (28, (SIZE[1], SIZE[0]))):
+        cfg = TrainConfig.load(
+            data=data / "data.yaml", masks=tmp_path / "masks", imgsz=56, crop_size=crop,
+            corrected_repeat=0, validate_on="corrected",
+        )  # fmt: skip
+        val = corrected_val_data(load_data_yaml(data / "data.yaml"), cfg, keys)
+        assert len(val) == 2
+        image, mask = val[0]
+        assert tuple(mask.shape) == shape and tuple(image.shape[1:]) == shape

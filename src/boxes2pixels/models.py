@@ -1,11 +1,11 @@
 """The model layer: what every segmentation model offers, and the one loader for all of them.
 
 :class:`SegmentationModel` is the contract that prediction, evaluation, export, profiling
-and the benchmark rely on; ``Student``, ``BaselineModel`` and the onnxruntime wrapper
-``OnnxStudent`` all meet it. :func:`load_model` turns whatever a user names (a model object,
-a training run folder, a saved student or baseline folder, a Hugging Face Hub id, an
-``.onnx`` file written by ``b2p export``) into such a model, on the requested device and in
-eval mode.
+and the benchmark rely on; ``Student``, ``BaselineModel`` and the runtimes of exported files,
+``OnnxStudent`` (onnxruntime) and ``OpenVinoStudent`` (OpenVINO), all meet it.
+:func:`load_model` turns whatever a user names (a model object, a training run folder, a saved
+student or baseline folder, a Hugging Face Hub id, an ``.onnx`` file written by ``b2p
+export``) into such a model, on the requested device and in eval mode.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
     from .student import Student
 
-RUNTIMES = ("auto", "torch", "onnx")
-"""``auto`` runs an ``.onnx`` file with onnxruntime and anything else with PyTorch."""
+RUNTIMES = ("auto", "torch", "onnx", "openvino")
+"""``auto`` runs an ``.onnx`` file with OpenVINO on the CPU when it is installed, else with
+onnxruntime, and anything else with PyTorch."""
 
 ONNX_SUFFIX = ".onnx"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -94,10 +95,10 @@ def crop_size_of(model: Any) -> int:
 
 
 def model_runtime(model: Any) -> str:
-    """``onnx`` for a model run by onnxruntime, ``torch`` otherwise."""
-    from .onnx_runtime import OnnxStudent
+    """``onnx`` (onnxruntime) or ``openvino`` for an exported model, ``torch`` otherwise."""
+    from .exported import ExportedModel
 
-    return "onnx" if isinstance(model, OnnxStudent) else "torch"
+    return model.runtime if isinstance(model, ExportedModel) else "torch"
 
 
 def _is_model_folder(path: Path) -> bool:
@@ -184,15 +185,28 @@ def _load_hub(spec: str, revision: str | None = None) -> Any:
 
 
 def _load_onnx(path: Path, runtime: str, device: str | torch.device | None) -> Any:
+    """An exported file run by OpenVINO or onnxruntime (``auto``: OpenVINO when it is
+    installed and the model runs on the CPU)."""
     from .onnx_runtime import OnnxStudent, import_onnx, providers_for
+    from .openvino_runtime import OpenVinoStudent, check_openvino_device, openvino_available
 
     if runtime == "torch":
         raise Boxes2PixelsError(
-            f"{path}: an exported ONNX file runs with onnxruntime; use runtime onnx (or auto), "
-            "or pass the model folder it was exported from to run it with PyTorch"
+            f"{path}: an exported ONNX file runs with onnxruntime or OpenVINO; use runtime "
+            "auto, onnx or openvino, or pass the model folder it was exported from to run "
+            "it with PyTorch"
         )
     if not path.is_file():
         raise CheckpointError(f"{path}: ONNX file not found")
+    if runtime == "openvino":
+        check_openvino_device(device)
+        return OpenVinoStudent(path)
+    if runtime == "auto" and openvino_available():
+        import onnxruntime
+
+        providers = providers_for(device, onnxruntime.get_available_providers())
+        if providers[0] == "CPUExecutionProvider":
+            return OpenVinoStudent(path)
     _, ort = import_onnx()
     return OnnxStudent(path, providers=providers_for(device, ort.get_available_providers()))
 
@@ -212,8 +226,9 @@ def load_model(
             folder written by ``save_pretrained`` (student or baseline), a Hugging Face Hub
             id ``owner/name`` or ``hf://owner/name[@revision]`` (a student), or an ``.onnx``
             file written by ``b2p export``. An existing local path always wins over a Hub id.
-        runtime: ``auto`` (onnxruntime for an ``.onnx`` file, PyTorch otherwise), ``torch``
-            or ``onnx`` (each refuses the other kind of model with a clear error).
+        runtime: ``auto`` (for an ``.onnx`` file: OpenVINO when installed and the device is
+            the CPU, else onnxruntime; PyTorch otherwise), ``torch``, ``onnx`` (onnxruntime)
+            or ``openvino`` (each refuses a model it cannot run with a clear error).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (for onnxruntime: its
             execution providers; ``auto`` prefers CUDA).
         revision: branch, tag, commit or ``refs/pr/N`` of a Hub id (default: main).
@@ -231,10 +246,10 @@ def load_model(
             )
         return _place(spec, runtime, device)
     path = Path(spec).expanduser()
-    if path.suffix.lower() == ONNX_SUFFIX or runtime == "onnx":
+    if path.suffix.lower() == ONNX_SUFFIX or runtime in ("onnx", "openvino"):
         if path.suffix.lower() != ONNX_SUFFIX:
             raise Boxes2PixelsError(
-                f"{spec}: runtime onnx needs an {ONNX_SUFFIX} file written by `b2p export`"
+                f"{spec}: runtime {runtime} needs an {ONNX_SUFFIX} file written by `b2p export`"
             )
         return _load_onnx(path, runtime, device)
     if path.exists():
@@ -254,14 +269,17 @@ def load_model(
 
 def _place(model: Any, runtime: str, device: str | torch.device | None) -> Any:
     """A model object checked against ``runtime`` and, for torch, moved to ``device``."""
-    if model_runtime(model) == "onnx":
-        if runtime == "torch":
-            raise Boxes2PixelsError("an OnnxStudent runs with onnxruntime, not runtime torch")
+    used = model_runtime(model)
+    if used != "torch":
+        if runtime not in ("auto", used):
+            raise Boxes2PixelsError(
+                f"a {type(model).__name__} runs with runtime {used}, not runtime {runtime}"
+            )
         return model
-    if runtime == "onnx":
+    if runtime != "auto" and runtime != "torch":
         raise Boxes2PixelsError(
             f"a {type(model).__name__} runs with PyTorch; export it with `b2p export` to run "
-            "it with onnxruntime"
+            f"it with runtime {runtime}"
         )
     from .device import resolve_device
 

@@ -30,6 +30,7 @@ from .models import (
     load_model,
     model_runtime,
 )
+from .openvino_runtime import resolve_openvino_precision
 from .tiling import predict_tiled
 
 SUMMARY_NAME = "b2p_predict.json"
@@ -245,6 +246,20 @@ def _read_group(group: list[Path], summary: PredictSummary) -> list[tuple[Path, 
     return loaded
 
 
+def _check_exported_tile(model: Any, tile_size: int | None) -> None:
+    """An ``.onnx`` file exported at a fixed size tiles only at that size."""
+    if model.dynamic:
+        return
+    side = tile_size or model.imgsz
+    if tuple(model.input_hw) != (side, side):
+        h, w = model.input_hw
+        raise Boxes2PixelsError(
+            f"{model.path}: exported for {h}×{w} inputs, so it tiles with --tile-size {h} "
+            f"(square exports) only; got {side}. Re-export with `b2p export --dynamic` or "
+            f"`--imgsz {side}`"
+        )
+
+
 def _segmenter(
     model: SegmentationModel,
     *,
@@ -292,7 +307,7 @@ def predict_files(
     imgsz: int | None = None,
     batch_size: int = 4,
     device: str = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
     alpha: float = 0.5,
     runtime: str = "auto",
     progress: bool = True,
@@ -316,25 +331,27 @@ def predict_files(
         json: also write ``<name>.json`` (``describe_regions``): defect area per class and
             each connected defect region with its class, pixel area and box.
         tile: segment at full resolution with a sliding window (``predict_tiled``) instead of
-            resizing the image to the model's input size (PyTorch models only). Always on
-            for a model trained with a crop size (``b2p train --crop-size``).
+            resizing the image to the model's input size (an ``.onnx`` file exported at a
+            fixed size tiles at that size). Always on for a model trained with a crop size
+            (``b2p train --crop-size``).
         tile_size: window side for ``tile`` (default: the model's crop size, else ``imgsz``,
             else the model's ``imgsz``).
         tile_overlap: overlap of neighbouring windows as a fraction of the tile.
         imgsz: long side the image is resized to without ``tile`` (default: the model's).
         batch_size: images (or tiles) per forward pass.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto``.
+        precision: ``auto`` (the fastest exact path here: see ``cpu.choose_precision``),
+            ``fp32``, ``bf16`` or ``fp16``; for onnxruntime always fp32.
         alpha: opacity of the class colours in overlays.
-        runtime: ``auto`` (onnxruntime for an ``.onnx`` file, else PyTorch), ``torch`` or
-            ``onnx``.
+        runtime: ``auto`` (for an ``.onnx`` file OpenVINO on the CPU when installed, else
+            onnxruntime; PyTorch otherwise), ``torch``, ``onnx`` or ``openvino``.
         progress: show a progress bar on stderr.
         palette: attach a colour palette to the mask PNGs (default: plain grayscale indices).
         revision: branch, tag, commit or ``refs/pr/N`` when ``model`` is a Hub id.
 
     Raises:
         Boxes2PixelsError: no images match ``source``, ``out`` is a source folder, or
-            ``tile`` is asked of an ONNX model.
+            ``tile_size`` differs from the fixed input size of an ``.onnx`` file.
     """
     start = time.perf_counter()
     if batch_size < 1:
@@ -350,10 +367,10 @@ def predict_files(
     used_runtime = model_runtime(loaded_model)
     if crop_size_of(loaded_model):  # trained on native-resolution windows: tile at native res
         tile, tile_size = True, tile_size or crop_size_of(loaded_model)
-    if tile and used_runtime == "onnx":
-        raise Boxes2PixelsError(
-            "--tile runs a PyTorch model: pass the model folder, not the exported .onnx file"
-        )
+    if used_runtime == "openvino":
+        loaded_model.precision = resolve_openvino_precision(precision)
+    if tile and used_runtime != "torch":
+        _check_exported_tile(loaded_model, tile_size or imgsz)
     class_names = list(loaded_model.class_names)
     summary = PredictSummary(out=out, random_backbone=backbone_is_random(loaded_model))
 

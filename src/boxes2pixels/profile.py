@@ -7,7 +7,8 @@ and times it: ``warmup`` untimed calls, then the median of ``repeats`` timed cal
 
 The smp baselines need sides divisible by 32, so they run at the multiple of 32 nearest to
 ``imgsz`` (512 next to the student's 518); the row's ``input`` says so. ``student-onnx`` is the
-student exported to ONNX and run by onnxruntime (fp32 only).
+student exported to ONNX and run by onnxruntime (fp32 only); ``student-openvino`` the same file
+run by OpenVINO on the CPU at the profiled precision (fp32 or bf16).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from torch import nn
 from .errors import Boxes2PixelsError
 from .measure import count_gmacs, count_params, precision_context, time_interleaved, torch_threads
 
-DEFAULT_MODELS = ("student", "student-onnx", "unet", "deeplabv3", "segformer")
-KNOWN_MODELS = ("student", "student-onnx", "unet", "deeplabv3", "segformer")
+DEFAULT_MODELS = ("student", "student-onnx", "student-openvino", "unet", "deeplabv3", "segformer")
+KNOWN_MODELS = DEFAULT_MODELS
+EXPORTED = {"student-onnx": "onnxruntime", "student-openvino": "openvino"}
+"""The exported-file rows and their runtimes."""
 JSON_KEYS = (
     "name",
     "params_total",
@@ -47,7 +50,8 @@ class ProfileRow:
     """One model's figures.
 
     Attributes:
-        name: ``student``, ``student-onnx``, ``unet``, ``deeplabv3`` or ``segformer``.
+        name: ``student``, ``student-onnx``, ``student-openvino``, ``unet``, ``deeplabv3`` or
+            ``segformer``.
         params_total: all parameters.
         params_trainable: parameters that training updates (``requires_grad``).
         gmacs: multiply-accumulates per image, in billions.
@@ -56,7 +60,7 @@ class ProfileRow:
         latency_ratio: ``latency_ms`` divided by the student's (``None`` without a student row).
         input_hw: the input height and width the model ran at.
         precision: ``fp32``, ``bf16`` or ``fp16`` (``fp32`` for onnxruntime).
-        runtime: ``torch`` or ``onnxruntime``.
+        runtime: ``torch``, ``onnxruntime`` or ``openvino``.
         note: what the reader should know (size adjusted, random weights, ...).
     """
 
@@ -173,28 +177,42 @@ def _torch_entry(
     return _Entry(row, call, cleanup)
 
 
-def _onnx_entry(
-    student: nn.Module, hw: tuple[int, int], *, batch: int, threads: int | None
+def _exported_entry(
+    name: str,
+    student: nn.Module,
+    hw: tuple[int, int],
+    *,
+    batch: int,
+    threads: int | None,
+    precision: str,
 ) -> _Entry:
+    """``student-onnx`` or ``student-openvino``: the student exported to a temporary ONNX file
+    (fine head only: what prediction uses) and run by that runtime."""
     import numpy as np
 
     from .export import export_onnx
     from .onnx_runtime import OnnxStudent
+    from .openvino_runtime import OpenVinoStudent
 
     total, trainable = count_params(student)
     inference = functools.partial(student.eval().to("cpu"), heads=INFERENCE_HEADS)
     gmacs = count_gmacs(inference, torch.randn(batch, 3, *hw))
     tmp = tempfile.TemporaryDirectory(prefix="b2p-profile-")
     path = Path(tmp.name) / "student.onnx"
+    threads = threads or torch.get_num_threads()
+    runner: OnnxStudent | OpenVinoStudent
     try:
         export_onnx(student, path, imgsz=hw, batch=batch, verify=False)
-        runner = OnnxStudent(path, threads=threads or torch.get_num_threads())
+        if name == "student-onnx":
+            runner = OnnxStudent(path, threads=threads)
+        else:
+            runner = OpenVinoStudent(path, precision=precision, threads=threads)
     except BaseException:
         tmp.cleanup()
         raise
     x = np.random.default_rng(0).standard_normal((batch, 3, *hw)).astype(np.float32)
     row = ProfileRow(
-        name="student-onnx",
+        name=name,
         params_total=total,
         params_trainable=trainable,
         gmacs=gmacs,
@@ -202,11 +220,11 @@ def _onnx_entry(
         images_per_s=float("nan"),
         latency_ratio=None,
         input_hw=hw,
-        precision="fp32",
-        runtime="onnxruntime",
+        precision=precision,
+        runtime=EXPORTED[name],
         note=(
             "the student exported to ONNX (fine head only: what prediction uses), "
-            "run by onnxruntime at fp32"
+            f"run by {EXPORTED[name]} at {precision}"
         ),
     )
     return _Entry(row, lambda: runner.run(x), tmp.cleanup)
@@ -232,12 +250,19 @@ def _profile_student(
     return model, note
 
 
-def _onnx_skip_reason(precision: str, device: torch.device) -> str | None:
-    """Why ``student-onnx`` cannot be profiled with these settings, or ``None``."""
+def _exported_skip_reason(name: str, precision: str, device: torch.device) -> str | None:
+    """Why ``name`` (an exported-file row) cannot be profiled with these settings, or ``None``."""
+    from .openvino_runtime import openvino_available
+
     if not _onnx_available():
         return "onnx/onnxruntime are not installed (pip install 'boxes2pixels[onnx]')"
-    if precision != "fp32" or device.type != "cpu":
+    if name == "student-onnx" and (precision != "fp32" or device.type != "cpu"):
         return "onnxruntime is profiled at fp32 on the CPU only"
+    if name == "student-openvino":
+        if not openvino_available():
+            return "OpenVINO is not installed (pip install 'boxes2pixels[openvino]')"
+        if precision not in ("fp32", "bf16") or device.type != "cpu":
+            return "OpenVINO is profiled at fp32 and bf16 on the CPU only"
     return None
 
 
@@ -275,10 +300,10 @@ def profile_models(
     so a change of machine load affects them alike.
 
     Args:
-        models: names among ``student``, ``student-onnx``, ``unet``, ``deeplabv3``,
-            ``segformer`` (comma-separated string or sequence). ``student-onnx`` is skipped
-            (with a progress message) when onnxruntime is missing or ``precision`` is not fp32,
-            unless it is the only model asked for, which is an error.
+        models: names among ``student``, ``student-onnx``, ``student-openvino``, ``unet``,
+            ``deeplabv3``, ``segformer`` (comma-separated string or sequence). An exported-file
+            row is skipped (with a progress message) when its runtime is missing or cannot run
+            ``precision`` on ``device``, unless it is the only model asked for (an error).
         imgsz: the student's input side; baselines use the nearest multiple of 32.
         batch: images per call.
         device: ``cpu``, ``cuda``, ... or ``auto``.
@@ -322,9 +347,9 @@ def profile_models(
     try:
         with torch_threads(threads):
             for name in names:
-                if name == "student-onnx":
-                    entry = _onnx_or_skip(
-                        names, student_model, imgsz, batch, prec, dev, threads, say
+                if name in EXPORTED:
+                    entry = _exported_or_skip(
+                        name, names, student_model, imgsz, batch, prec, dev, threads, say
                     )
                 else:
                     model, hw, row_note = (
@@ -349,7 +374,8 @@ def profile_models(
     return _finish_rows(entries, times, batch)
 
 
-def _onnx_or_skip(
+def _exported_or_skip(
+    name: str,
     names: list[str],
     student: nn.Module | None,
     imgsz: int,
@@ -359,20 +385,23 @@ def _onnx_or_skip(
     threads: int | None,
     say: Callable[[str], None],
 ) -> _Entry | None:
-    """The ``student-onnx`` entry, or ``None`` (with a message) when it cannot run here.
+    """The ``name`` entry (an exported-file row), or ``None`` (with a message) when it cannot
+    run here.
 
     Raises:
         Boxes2PixelsError: it cannot run here and it is the only model asked for.
     """
-    why = _onnx_skip_reason(precision, device)
+    why = _exported_skip_reason(name, precision, device)
     if why is not None:
-        if names == ["student-onnx"]:
-            raise Boxes2PixelsError(f"cannot profile student-onnx: {why}")
-        say(f"skipping student-onnx: {why}")
+        if names == [name]:
+            raise Boxes2PixelsError(f"cannot profile {name}: {why}")
+        say(f"skipping {name}: {why}")
         return None
     assert student is not None
-    say(f"exporting the student to ONNX at {imgsz}×{imgsz}")
-    return _onnx_entry(student, (imgsz, imgsz), batch=batch, threads=threads)
+    say(f"exporting the student to ONNX at {imgsz}×{imgsz} for {EXPORTED[name]}")
+    return _exported_entry(
+        name, student, (imgsz, imgsz), batch=batch, threads=threads, precision=precision
+    )
 
 
 def _finish_rows(entries: list[_Entry], times: list[list[float]], batch: int) -> list[ProfileRow]:

@@ -51,6 +51,13 @@ def label_command(
     ),
     device: OptionalDeviceOpt = None,
     precision: OptionalPrecisionOpt = None,
+    runtime: str | None = typer.Option(
+        None,
+        "--runtime",
+        help="sam, mobile-sam: what runs the image encoder: auto (default: OpenVINO on the "
+        "CPU when installed, pip install 'boxes2pixels[openvino]'; else PyTorch) | torch | "
+        "openvino. Other SAM teachers run it in PyTorch.",
+    ),
     multimask: bool = typer.Option(
         False,
         "--multimask",
@@ -126,8 +133,8 @@ def label_command(
     chosen splits, and OUT/manifest.json. Images without boxes get an all-background mask
     without running the teacher. A rerun resumes: finished masks are kept.
 
-    --device and --precision apply to the SAM teachers' image encoder (default precision:
-    fp16 on CUDA, fp32 elsewhere).
+    --device, --precision and --runtime apply to the SAM teachers' image encoder (default
+    precision auto: bf16 on GPUs and CPUs with native bf16, fp16 on older GPUs, else fp32).
     """
     from ..label import label_dataset, summary_report
     from ..label.corrections import corrected_keys
@@ -138,6 +145,7 @@ def label_command(
         "model_type": model_type,
         "device": device,
         "precision": precision,
+        "runtime": runtime,
         "multimask": multimask or None,
         "clip_margin": clip_margin,
         "min_area": min_area,

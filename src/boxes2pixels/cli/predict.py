@@ -50,14 +50,14 @@ def predict_command(
     ),
     batch: BatchOpt = 4,
     device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = "auto",
     imgsz: ImgszOpt = None,
     runtime: str = typer.Option(
         "auto",
         "--runtime",
-        help="auto: onnxruntime for an .onnx MODEL, else PyTorch | torch | onnx (MODEL is a "
-        "file written by `b2p export`, with --dynamic for images of several shapes; not with "
-        "--tile).",
+        help="auto: for an .onnx MODEL OpenVINO on the CPU when installed, else onnxruntime; "
+        "PyTorch otherwise | torch | onnx | openvino (an .onnx MODEL is a file written by "
+        "`b2p export`, with --dynamic for images of several shapes).",
     ),
     revision: RevisionOpt = None,
     palette: PaletteOpt = False,

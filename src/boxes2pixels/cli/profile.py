@@ -15,9 +15,11 @@ def profile_command(
     batch: BatchOpt = 1,
     device: DeviceOpt = "cpu",
     models: str = typer.Option(
-        "student,student-onnx,unet,deeplabv3,segformer",
+        "student,student-onnx,student-openvino,unet,deeplabv3,segformer",
         "--models",
-        help="Comma-separated: student, student-onnx, unet, deeplabv3, segformer.",
+        help="Comma-separated: student, student-onnx (onnxruntime), student-openvino "
+        "(OpenVINO), unet, deeplabv3, segformer. Rows whose runtime is not installed are "
+        "skipped.",
     ),
     precision: str | None = typer.Option(
         None,
@@ -28,7 +30,10 @@ def profile_command(
     repeats: int = typer.Option(10, "--repeats", min=1, help="Timed calls; the median is shown."),
     warmup: int = typer.Option(3, "--warmup", min=0, help="Untimed calls before timing."),
     threads: int | None = typer.Option(
-        None, "--threads", min=1, help="CPU threads for torch and onnxruntime (default: torch's)."
+        None,
+        "--threads",
+        min=1,
+        help="CPU threads for torch, onnxruntime and OpenVINO (default: torch's).",
     ),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the torch models."),
     model: Path | None = typer.Option(

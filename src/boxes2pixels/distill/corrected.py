@@ -55,13 +55,22 @@ def train_repeats(config: TrainConfig, keys: Sequence[str]) -> dict[str, int]:
 
 
 def corrected_val_data(data: YoloDataset, config: TrainConfig, keys: Sequence[str]) -> Dataset:
-    """The human-corrected images of every split with their corrected masks, unaugmented.
+    """The human-corrected images of every split with their corrected masks, unaugmented
+    (whole images at their own size when the run trains on ``crop_size`` windows: validation
+    then tiles them as ``b2p predict`` does).
 
     Raises:
         ConfigError: there are no corrected images.
     """
     parts = [
-        PseudoMaskDataset(data, str(config.masks), split, imgsz=config.imgsz, only=names)
+        PseudoMaskDataset(
+            data,
+            str(config.masks),
+            split,
+            imgsz=config.imgsz,
+            only=names,
+            native=config.crop_size > 0,
+        )
         for split in data.splits
         if (names := in_split(keys, split))
     ]

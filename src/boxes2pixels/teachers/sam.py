@@ -26,6 +26,9 @@ from .checkpoints import (
 from .families import infer_model_type
 from .scores import TeacherOutput, stability_score
 
+ENCODER_RUNTIMES = ("auto", "torch", "openvino")
+"""Values of the SAM teachers' ``runtime`` option."""
+
 
 class SamTeacher:
     """Box-prompted Segment Anything (package ``segment-anything``).
@@ -37,16 +40,24 @@ class SamTeacher:
         model_type: ``vit_b``, ``vit_l`` or ``vit_h``; ``None`` reads it from the checkpoint.
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps``.
         precision: ``fp32`` | ``bf16`` | ``fp16`` | ``auto`` for the image encoder (autocast);
-            ``None`` means fp16 on CUDA and fp32 elsewhere. The prompt decoder runs in fp32.
+            ``None`` means ``auto`` (:func:`boxes2pixels.cpu.choose_precision`: bf16 on GPUs
+            and CPUs that compute it natively, fp16 on older GPUs, else fp32). The prompt
+            decoder runs in fp32.
         multimask: ask SAM for its three candidate masks and keep the one with the highest
             predicted IoU (default: SAM's single-mask output, as in the paper).
         clip_margin: if set, remove mask pixels farther than this many pixels outside the box.
         min_area: drop connected regions smaller than this many pixels (0 keeps all).
         box_batch: most boxes per decoder call; bounds memory on images with many boxes.
         expected_sha256: if set, the checkpoint's sha256 must match.
+        runtime: what runs the image encoder: ``auto`` (``None``; OpenVINO when it is
+            installed, the teacher supports it and the device is the CPU, else PyTorch),
+            ``torch`` or ``openvino`` (SAM and MobileSAM on the CPU:
+            :mod:`~boxes2pixels.teachers.openvino_encoder`; at ``precision``).
     """
 
     name = "sam"
+    #: Runtimes that can run this teacher's image encoder.
+    encoder_runtimes: tuple[str, ...] = ("torch", "openvino")
     input_size: int | None = 1024  # long side SAM resizes to; masks on a 256-cell grid
     model_types: tuple[str, ...] = ("vit_b", "vit_l", "vit_h")
     default_model_type = "vit_b"
@@ -65,6 +76,7 @@ class SamTeacher:
         min_area: int = 0,
         box_batch: int = 64,
         expected_sha256: str | None = None,
+        runtime: str | None = None,
     ) -> None:
         torch = require("torch", f"the {self.name} teacher")
         from ..device import resolve_device, resolve_precision
@@ -77,9 +89,7 @@ class SamTeacher:
             )
         module = self._import_backend()
         self.device = resolve_device(device)
-        if precision is None:
-            precision = "fp16" if self.device.type == "cuda" else "fp32"
-        self.autocast_dtype = resolve_precision(precision, self.device)
+        self.autocast_dtype = resolve_precision(precision or "auto", self.device)
         # the manifest records what ran: ``auto`` is replaced by the precision it chose
         self.precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(
             self.autocast_dtype, "fp32"
@@ -103,10 +113,51 @@ class SamTeacher:
         del state_dict
         model.eval().to(self.device)
         self.torch = torch
+        self.runtime = self._encoder_runtime(runtime or "auto")
+        if self.runtime == "openvino":
+            from .openvino_encoder import openvino_encoder
+
+            model.image_encoder = openvino_encoder(
+                model.image_encoder, int(model.image_encoder.img_size), self._cache_key(),
+                self.precision,
+            )  # fmt: skip
         self.predictor = self._predictor(module, model)
 
     def _import_backend(self) -> Any:
         return require(self.package, f"the {self.name} teacher")
+
+    def _encoder_runtime(self, runtime: str) -> str:
+        """``torch`` or ``openvino``: what runs the image encoder (``auto``: OpenVINO when it
+        is installed, the teacher supports it and the device is the CPU)."""
+        from ..errors import ConfigError
+        from ..openvino_runtime import import_openvino, openvino_available
+
+        runtime = runtime.lower()
+        if runtime not in ENCODER_RUNTIMES:
+            raise ConfigError(
+                f"unknown runtime '{runtime}' for the {self.name} teacher "
+                f"(use {', '.join(ENCODER_RUNTIMES)})"
+            )
+        supported = "openvino" in self.encoder_runtimes and self.device.type == "cpu"
+        if runtime == "auto":
+            return "openvino" if supported and openvino_available() else "torch"
+        if runtime == "openvino" and not supported:
+            where = "its image encoder" if self.device.type == "cpu" else f"on {self.device}"
+            raise ConfigError(
+                f"the {self.name} teacher cannot run {where} with OpenVINO (it runs SAM and "
+                "MobileSAM encoders on the CPU); use --runtime torch"
+            )
+        if runtime == "openvino":
+            import_openvino()
+        return runtime
+
+    def _cache_key(self) -> str:
+        """Names the converted encoder: teacher, model type, weights and backend version."""
+        try:
+            version = metadata.version(self.distribution)
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        return f"{self.name}-{self.model_type}-{self.checkpoint.sha256[:16]}-{version}"
 
     def _build(self, module: Any, model_type: str, state_dict: dict[str, Any]) -> Any:
         """The randomly initialised model the checkpoint is loaded into."""
@@ -141,7 +192,7 @@ class SamTeacher:
         self.predictor.reset_image()
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.autocast_dtype is None:
+        if self.autocast_dtype is None or self.runtime == "openvino":
             return contextlib.nullcontext()
         return self.torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
@@ -192,6 +243,7 @@ class SamTeacher:
                 "model_type": self.model_type,
                 "device": str(self.device),
                 "precision": self.precision,
+                "runtime": self.runtime,
                 "multimask": self.multimask,
                 "clip_margin": self.clip_margin,
                 "min_area": self.min_area,

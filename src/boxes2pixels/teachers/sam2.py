@@ -46,10 +46,11 @@ class Sam2Teacher(SamTeacher):
             the checkpoint.
         version: ``"2.1"`` or ``"2.0"`` (the config family); ``None`` reads it from the
             checkpoint (SAM 2.1 files have extra object-pointer weights).
-        device, precision, multimask, clip_margin, min_area, box_batch, expected_sha256:
-            as for :class:`~boxes2pixels.teachers.sam.SamTeacher`. As in the ``sam2`` image
-            predictor, a single-mask answer that is not stable falls back to the best of the
-            three candidates.
+        device, precision, multimask, clip_margin, min_area, box_batch, expected_sha256,
+            runtime: as for :class:`~boxes2pixels.teachers.sam.SamTeacher` (the encoder runs
+            in PyTorch: ``auto`` means ``torch``, ``openvino`` is an error). As in the
+            ``sam2`` image predictor, a single-mask answer that is not stable falls back to
+            the best of the three candidates.
     """
 
     name = "sam2"
@@ -57,6 +58,7 @@ class Sam2Teacher(SamTeacher):
     default_model_type = "tiny"
     package = "sam2"
     distribution = "sam2"
+    encoder_runtimes = ("torch",)
     extra = "sam2"  # pip install "boxes2pixels[sam2]"
 
     def __init__(
@@ -71,6 +73,7 @@ class Sam2Teacher(SamTeacher):
         box_batch: int = 64,
         expected_sha256: str | None = None,
         version: str | None = None,
+        runtime: str | None = None,
     ) -> None:
         if version is not None and str(version) not in SAM2_VERSIONS:
             raise CheckpointError(
@@ -87,6 +90,7 @@ class Sam2Teacher(SamTeacher):
             min_area=min_area,
             box_batch=box_batch,
             expected_sha256=expected_sha256,
+            runtime=runtime,
         )
 
     def _import_backend(self) -> Any:

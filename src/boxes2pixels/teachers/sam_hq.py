@@ -30,9 +30,11 @@ class SamHqTeacher(SamTeacher):
             encoder); ``None`` reads it from the checkpoint.
         hq_token_only: use only the HQ token's mask (default: the SAM mask plus the HQ
             mask's logits, HQ-SAM's own default for box prompts).
-        device, precision, multimask, clip_margin, min_area, box_batch, expected_sha256:
-            as for :class:`~boxes2pixels.teachers.sam.SamTeacher`. HQ-SAM's decoder already
-            picks its best candidate, so ``multimask`` changes which SAM mask is mixed in.
+        device, precision, multimask, clip_margin, min_area, box_batch, expected_sha256,
+            runtime: as for :class:`~boxes2pixels.teachers.sam.SamTeacher` (the encoder runs
+            in PyTorch: ``auto`` means ``torch``, ``openvino`` is an error). HQ-SAM's decoder
+            already picks its best candidate, so ``multimask`` changes which SAM mask is
+            mixed in.
     """
 
     name = "sam-hq"
@@ -40,6 +42,7 @@ class SamHqTeacher(SamTeacher):
     default_model_type = "vit_b"
     package = "segment_anything_hq"
     distribution = "segment-anything-hq"
+    encoder_runtimes = ("torch",)
     extra = "sam-hq"  # pip install "boxes2pixels[sam-hq]"
 
     def __init__(
@@ -54,6 +57,7 @@ class SamHqTeacher(SamTeacher):
         box_batch: int = 64,
         expected_sha256: str | None = None,
         hq_token_only: bool = False,
+        runtime: str | None = None,
     ) -> None:
         self.hq_token_only = bool(hq_token_only)
         super().__init__(
@@ -66,6 +70,7 @@ class SamHqTeacher(SamTeacher):
             min_area=min_area,
             box_batch=box_batch,
             expected_sha256=expected_sha256,
+            runtime=runtime,
         )
 
     def _import_backend(self) -> Any:

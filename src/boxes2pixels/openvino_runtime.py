@@ -1,0 +1,144 @@
+"""Running an ONNX file written by ``b2p export`` with OpenVINO (optional extra ``openvino``).
+
+OpenVINO reads the ``.onnx`` file directly (no conversion step) and, on CPUs with bf16 matrix
+instructions, runs it in bf16: on the AMX Xeon of ``docs/performance.md`` the student runs
+about 1.7× faster than PyTorch's fastest path. :class:`OpenVinoStudent` is an
+:class:`~boxes2pixels.exported.ExportedModel`: same preprocessing, same label maps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import Boxes2PixelsError, CheckpointError
+from .exported import METADATA_KEY, ExportedModel
+
+OPENVINO_INSTALL_HINT = "the openvino runtime needs OpenVINO: pip install 'boxes2pixels[openvino]'"
+
+#: OpenVINO's ``INFERENCE_PRECISION_HINT`` for each precision name.
+PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+def import_openvino() -> Any:
+    """The ``openvino`` module, or an error saying how to install it."""
+    try:
+        import openvino
+    except ImportError as exc:
+        raise Boxes2PixelsError(OPENVINO_INSTALL_HINT) from exc
+    return openvino
+
+
+def openvino_available() -> bool:
+    """Whether OpenVINO can be imported here."""
+    try:
+        import_openvino()
+    except Boxes2PixelsError:
+        return False
+    return True
+
+
+def check_openvino_device(device: str | torch.device | None) -> None:
+    """OpenVINO runs on the CPU here: ``auto`` and ``cpu`` pass, anything else is an error."""
+    name = str(device or "auto").lower()
+    if name not in ("auto", "cpu"):
+        raise Boxes2PixelsError(
+            f"device '{name}' is not available to the openvino runtime (it runs on the CPU; "
+            "use --device cpu, or --runtime onnx or torch for a GPU)"
+        )
+
+
+def resolve_openvino_precision(precision: str) -> str:
+    """``fp32``, ``bf16`` or ``fp16`` for ``precision`` on this CPU (``auto`` decides as
+    :func:`boxes2pixels.cpu.choose_precision` does)."""
+    from .cpu import choose_precision
+
+    name = precision.lower()
+    if name == "auto":
+        name = choose_precision(torch.device("cpu")).precision
+    if name not in PRECISION_HINTS:
+        raise Boxes2PixelsError(f"unknown precision '{precision}' (use auto, fp32, bf16 or fp16)")
+    return name
+
+
+class OpenVinoStudent(ExportedModel):
+    """An exported model run by OpenVINO on the CPU, with ``Student.predict``'s interface.
+
+    Args:
+        path: an ``.onnx`` file written by ``export_onnx``.
+        precision: OpenVINO's inference precision for calls: ``fp32`` (default, as
+            ``Student``), ``bf16``, ``fp16`` or ``auto`` (bf16 on CPUs with bf16 matrix
+            instructions, else fp32). ``predict(precision=...)`` compiles (once) for another.
+        threads: inference threads (default: OpenVINO's choice, all cores).
+
+    Raises:
+        CheckpointError: the file is missing, not ONNX, or was not written by ``export_onnx``.
+        Boxes2PixelsError: OpenVINO is not installed, or the precision is unknown.
+    """
+
+    runtime = "openvino"
+
+    def __init__(
+        self, path: str | Path, precision: str = "fp32", threads: int | None = None
+    ) -> None:
+        ov = import_openvino()
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: ONNX file not found")
+        self._core = ov.Core()
+        try:
+            self._model = self._core.read_model(str(path))
+        except Exception as exc:  # OpenVINO raises its own exception types
+            raise CheckpointError(f"{path}: cannot load ONNX model ({exc})") from exc
+        key = ["framework", METADATA_KEY]
+        raw = self._model.get_rt_info(key).astype(str) if self._model.has_rt_info(key) else None
+        shape = self._model.inputs[0].get_partial_shape()[0]
+        super().__init__(path, raw, None if shape.is_dynamic else shape.get_length())
+        self.threads = threads
+        self.output_names = [o.get_any_name() for o in self._model.outputs]
+        self._compiled: dict[str, Any] = {}
+        self.precision = resolve_openvino_precision(precision)
+
+    def _compile(self, precision: str) -> Any:
+        """The model compiled for ``precision`` (cached)."""
+        if precision not in self._compiled:
+            config: dict[str, Any] = {
+                "INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
+                "PERFORMANCE_HINT": "LATENCY",
+            }
+            if self.threads:
+                config["INFERENCE_NUM_THREADS"] = int(self.threads)
+            self._compiled[precision] = self._core.compile_model(self._model, "CPU", config)
+        return self._compiled[precision]
+
+    def run(self, x: np.ndarray, precision: str | None = None) -> dict[str, np.ndarray]:
+        """Raw fp32 logits for a normalised float32 batch B×3×H×W, by output name, at
+        ``precision`` (default: the one chosen at load)."""
+        compiled = self._compile(resolve_openvino_precision(precision or self.precision))
+        values = compiled(self.check_input(x))
+        return {
+            name: np.asarray(values[i], dtype=np.float32)
+            for i, name in enumerate(self.output_names)
+        }
+
+    def predict(
+        self,
+        images: Any,
+        *,
+        imgsz: int | None = None,
+        batch_size: int = 4,
+        precision: str = "fp32",
+        device: str | torch.device | None = None,
+    ) -> list[np.ndarray]:
+        """Label maps like ``Student.predict``; ``precision`` is OpenVINO's inference precision
+        (``auto`` as in :func:`resolve_openvino_precision`); ``device`` must be ``auto``/``cpu``."""
+        check_openvino_device(device)
+        chosen = resolve_openvino_precision(precision)
+        before, self.precision = self.precision, chosen
+        try:
+            return super().predict(images, imgsz=imgsz, batch_size=batch_size)
+        finally:
+            self.precision = before

@@ -1,0 +1,91 @@
+"""The OpenVINO runtime of exported files: same logits as PyTorch at fp32, bf16 on request,
+chosen by ``runtime auto`` on the CPU, tiling at the exported size."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from boxes2pixels.cli.main import app
+from boxes2pixels.errors import Boxes2PixelsError
+from boxes2pixels.export import export_onnx
+from boxes2pixels.io import read_mask, write_rgb
+from boxes2pixels.models import load_model
+from boxes2pixels.onnx_runtime import OnnxStudent
+from boxes2pixels.openvino_runtime import OpenVinoStudent
+
+NAMES = ["background", "dirt", "damage"]
+
+
+@pytest.fixture(scope="module")
+def student(make_student):
+    torch.manual_seed(0)
+    return make_student(
+        class_names=NAMES, backbone="test_vit", backbone_mode="full", decoder_channels=32,
+        imgsz=64,
+    ).eval()  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def static_file(student, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ov") / "static.onnx"
+    export_onnx(student, path, imgsz=64)
+    return path
+
+
+def test_fp32_matches_pytorch_and_bf16_runs_on_request(student, static_file) -> None:
+    model = OpenVinoStudent(static_file)
+    assert (model.runtime, model.precision, model.class_names) == ("openvino", "fp32", NAMES)
+    assert model.batch == 1 and not model.dynamic
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        ref = student(x, heads=("fine",))["fine"].numpy()
+    fp32 = model.run(x.numpy())["fine"]
+    assert fp32.shape == ref.shape and np.abs(fp32 - ref).max() <= 1e-3
+    bf16 = model.run(x.numpy(), precision="bf16")["fine"]
+    assert bf16.dtype == np.float32 and np.isfinite(bf16).all()
+    assert np.abs(bf16 - ref).max() <= 0.05 * np.abs(ref).max()  # bf16: 8 mantissa bits
+    assert not np.array_equal(bf16, fp32)  # another precision really ran
+    assert set(model._compiled) == {"fp32", "bf16"}
+    with pytest.raises(Boxes2PixelsError, match="re-export with --dynamic"):
+        model.run(np.zeros((1, 3, 48, 64), np.float32))
+
+
+def test_runtime_auto_prefers_openvino_on_the_cpu(onnx_file, tmp_path, monkeypatch) -> None:
+    assert isinstance(load_model(onnx_file, device="cpu"), OpenVinoStudent)
+    assert isinstance(load_model(onnx_file, device="cpu", runtime="onnx"), OnnxStudent)
+    with pytest.raises(Boxes2PixelsError, match="runs on the CPU"):
+        load_model(onnx_file, device="cuda", runtime="openvino")
+    with pytest.raises(Boxes2PixelsError, match=r"needs an \.onnx file"):
+        load_model(tmp_path, runtime="openvino")
+    with pytest.raises(Boxes2PixelsError, match="not runtime torch"):
+        load_model(OpenVinoStudent(onnx_file), runtime="torch")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
+    assert isinstance(load_model(onnx_file, device="cpu"), OnnxStudent)
+    with pytest.raises(Boxes2PixelsError, match=r"pip install 'boxes2pixels\[openvino\]'"):
+        load_model(onnx_file, runtime="openvino")
+
+
+def test_b2p_predict_tiles_an_exported_file_at_its_size(student, static_file, tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (100, 150, 3), dtype=np.uint8)
+    write_rgb(tmp_path / "photos" / "big.png", image)
+    student.save_pretrained(tmp_path / "model")
+    runner = CliRunner()
+    outs = {}
+    for model, runtime in ((tmp_path / "model", "torch"), (static_file, "openvino")):
+        args = ["predict", str(model), str(tmp_path / "photos"), "--out", str(tmp_path / runtime)]
+        args += ["--tile", "--tile-size", "64", "--runtime", runtime, "--precision", "fp32"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        outs[runtime] = read_mask(tmp_path / runtime / "big.png")
+    assert outs["torch"].shape == image.shape[:2]
+    assert (outs["torch"] == outs["openvino"]).mean() >= 0.999
+    args = ["predict", str(static_file), str(tmp_path / "photos"), "--out", str(tmp_path / "x")]
+    result = runner.invoke(app, [*args, "--tile", "--tile-size", "48"])
+    assert result.exit_code == 1
+    assert "tiles with --tile-size 64" in result.output and "Traceback" not in result.output
