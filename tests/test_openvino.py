@@ -89,3 +89,69 @@ def test_b2p_predict_tiles_an_exported_file_at_its_size(student, static_file, tm
     result = runner.invoke(app, [*args, "--tile", "--tile-size", "48"])
     assert result.exit_code == 1
     assert "tiles with --tile-size 64" in result.output and "Traceback" not in result.output
+
+
+# ----------------------------------------------------------------- the SAM teachers' encoder
+def test_mobile_sam_encoder_in_openvino_matches_pytorch_and_is_cached(
+    sam_checkpoint, tmp_path, monkeypatch
+) -> None:
+    from boxes2pixels.teachers import load_teacher, openvino_encoder
+    from boxes2pixels.teachers.openvino_encoder import cache_dir
+
+    monkeypatch.setenv("B2P_CACHE_DIR", str(tmp_path / "cache"))
+    ckpt = str(sam_checkpoint("vit_t"))
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    boxes = np.array([[5, 5, 60, 50], [70, 20, 150, 85]], np.float32)
+    options = dict(checkpoint=ckpt, device="cpu", precision="fp32")
+    torch_teacher = load_teacher("mobile-sam", runtime="torch", **options)
+    ov_teacher = load_teacher("mobile-sam", runtime="openvino", **options)
+    assert (torch_teacher.runtime, ov_teacher.runtime) == ("torch", "openvino")
+    assert ov_teacher.describe()["options"]["runtime"] == "openvino"
+    cached = sorted(p.suffix for p in cache_dir().iterdir() if not p.name.startswith("."))
+    assert cached == [".bin", ".xml"]
+    expected, got = (
+        torch_teacher.segment_scored(image, boxes),
+        ov_teacher.segment_scored(image, boxes),
+    )
+    assert (expected.masks == got.masks).mean() >= 0.999
+    assert np.allclose(expected.predicted_iou, got.predicted_iou, atol=1e-3)
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted again instead of reading the cache")
+
+    monkeypatch.setattr(openvino_encoder.subprocess, "run", no_conversion)
+    again = load_teacher("mobile-sam", runtime="openvino", **options)
+    assert np.array_equal(again.segment(image, boxes), got.masks)
+
+
+def test_encoder_runtime_choice_and_errors(sam_checkpoint, teacher_checkpoint, monkeypatch) -> None:
+    from boxes2pixels.errors import ConfigError
+    from boxes2pixels.teachers import load_teacher
+    from boxes2pixels.teachers.sam2 import Sam2Teacher
+    from boxes2pixels.teachers.sam_hq import SamHqTeacher
+
+    assert SamHqTeacher.encoder_runtimes == Sam2Teacher.encoder_runtimes == ("torch",)
+    ckpt = str(sam_checkpoint("vit_t"))
+    with pytest.raises(ConfigError, match="unknown runtime 'onnx'"):
+        load_teacher("mobile-sam", checkpoint=ckpt, device="cpu", runtime="onnx")
+    sam2 = str(teacher_checkpoint("sam2", "tiny"))
+    assert load_teacher("sam2", checkpoint=sam2, device="cpu").runtime == "torch"
+    with pytest.raises(ConfigError, match="cannot run its image encoder with OpenVINO"):
+        load_teacher("sam2", checkpoint=sam2, device="cpu", runtime="openvino")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
+    teacher = load_teacher("mobile-sam", checkpoint=ckpt, device="cpu", precision="fp32")
+    assert teacher.runtime == "torch"  # auto falls back to PyTorch
+    with pytest.raises(Boxes2PixelsError, match=r"boxes2pixels\[openvino\]"):
+        load_teacher("mobile-sam", checkpoint=ckpt, device="cpu", runtime="openvino")
+
+
+def test_a_failed_conversion_names_the_teacher_and_the_way_out(tmp_path, monkeypatch) -> None:
+    from boxes2pixels.teachers.openvino_encoder import openvino_encoder
+
+    monkeypatch.setenv("B2P_CACHE_DIR", str(tmp_path / "cache"))
+    bad = tmp_path / "mobile_sam.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(Boxes2PixelsError, match=r"mobile-sam image encoder .*--runtime torch"):
+        openvino_encoder("mobile-sam", bad, "vit_t", 1024, "k", "fp32")
+    assert not list((tmp_path / "cache" / "openvino").glob("*.xml"))

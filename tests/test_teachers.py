@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from boxes2pixels.cli.main import app
+from boxes2pixels.cpu import choose_precision
 from boxes2pixels.errors import Boxes2PixelsError, CheckpointError, TeacherNotFoundError
 from boxes2pixels.teachers import (
     TeacherDependencyError,
@@ -217,7 +218,9 @@ def test_mobile_sam_one_encoder_pass_for_all_boxes(mobile_sam_ckpt: Path) -> Non
     info = teacher.describe()
     assert info["options"]["model_type"] == "vit_t"
     assert info["sha256"] == sha256_file(mobile_sam_ckpt)
-    assert info["options"]["precision"] == "fp32"
+    # the defaults: auto precision, and OpenVINO (a dev dependency) runs the encoder on the CPU
+    assert info["options"]["precision"] == choose_precision(torch.device("cpu")).precision
+    assert info["options"]["runtime"] == "openvino"
 
     teacher.clip_margin, teacher.multimask = 2.0, True
     clipped = teacher.segment(image, boxes)
@@ -226,7 +229,7 @@ def test_mobile_sam_one_encoder_pass_for_all_boxes(mobile_sam_ckpt: Path) -> Non
 
 
 def test_sam_vit_b_random_checkpoint_loads_and_type_is_inferred(sam_vit_b_ckpt: Path) -> None:
-    teacher = load_teacher("sam", checkpoint=str(sam_vit_b_ckpt), device="cpu")
+    teacher = load_teacher("sam", checkpoint=str(sam_vit_b_ckpt), device="cpu", runtime="torch")
     assert teacher.model_type == "vit_b"
     weight = teacher.predictor.model.image_encoder.patch_embed.proj.weight
     saved = torch.load(sam_vit_b_ckpt, weights_only=True)["image_encoder.patch_embed.proj.weight"]

@@ -1,9 +1,10 @@
 """The SAM and MobileSAM image encoders run by OpenVINO (``b2p label --runtime openvino``).
 
 The encoder is about 95 % of a SAM teacher's time on a CPU. OpenVINO converts the PyTorch
-encoder once (``openvino.convert_model``, traced at the fixed 1024×1024 input SAM pads every
-image to), keeps the converted model in a cache folder keyed by the checkpoint's sha256, and
-runs it at the teacher's precision; the prompt decoder stays in PyTorch. On the AMX Xeon of
+encoder once (``openvino.convert_model`` in a child process, traced at the fixed 1024×1024
+input SAM pads every image to), keeps the converted model in a cache folder keyed by the
+checkpoint's sha256, and runs it at the teacher's precision; the prompt decoder stays in
+PyTorch. On the AMX Xeon of
 ``docs/performance.md`` MobileSAM's encoder took 2294 ms in PyTorch fp32, 1285 ms with bf16
 autocast, 555 ms in OpenVINO fp32 and 269 ms in OpenVINO bf16.
 """
@@ -11,7 +12,10 @@ autocast, 555 ms in OpenVINO fp32 and 269 ms in OpenVINO bf16.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,39 +49,84 @@ class OpenVinoEncoder(nn.Module):
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
 
-def _converted(ov: Any, encoder: nn.Module, side: int, key: str) -> Any:
-    """The OpenVINO model of ``encoder``: read from the cache, else converted and cached
-    (written atomically: the ``.bin`` first, then the ``.xml`` that marks it complete)."""
-    folder = cache_dir()
-    xml = folder / f"{key}.xml"
+def convert_encoder(teacher: str, checkpoint: str, model_type: str, xml: Path) -> None:
+    """Convert the image encoder of ``teacher``'s checkpoint and save it as ``xml`` (and its
+    ``.bin``), atomically: the ``.bin`` first, then the ``.xml`` that marks it complete.
+
+    Run in a child process by :func:`openvino_encoder`: tracing leaves PyTorch objects
+    behind in OpenVINO that crash the interpreter at exit.
+    """
+    from . import load_teacher
+
+    ov = import_openvino()
+    source = load_teacher(
+        teacher, checkpoint=checkpoint, model_type=model_type, device="cpu",
+        precision="fp32", runtime="torch",
+    )  # fmt: skip
+    encoder = source.predictor.model.image_encoder.eval()
+    side = int(encoder.img_size)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on the encoders' Python checks
+        model = ov.convert_model(encoder, example_input=torch.zeros(1, 3, side, side))
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=xml.parent, prefix=".convert-") as tmp:
+        ov.save_model(model, str(Path(tmp) / "m.xml"), compress_to_fp16=False)
+        os.replace(Path(tmp) / "m.bin", xml.with_suffix(".bin"))
+        os.replace(Path(tmp) / "m.xml", xml)
+
+
+def _converted_file(teacher: str, checkpoint: Path, model_type: str, key: str) -> Path:
+    """The cached ``.xml`` of the converted encoder, converted first in a child process when
+    missing (into a temporary folder when the cache cannot be written).
+
+    Raises:
+        Boxes2PixelsError: the conversion failed (the message ends with the child's last
+            words).
+    """
+    from ..errors import Boxes2PixelsError
+
+    xml = cache_dir() / f"{key}.xml"
     if xml.is_file():
-        return ov.Core().read_model(str(xml))
-    with torch.no_grad():
-        model = ov.convert_model(encoder.eval(), example_input=torch.zeros(1, 3, side, side))
+        return xml
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=folder, prefix=".convert-") as tmp:
-            ov.save_model(model, str(Path(tmp) / "m.xml"), compress_to_fp16=False)
-            os.replace(Path(tmp) / "m.bin", xml.with_suffix(".bin"))
-            os.replace(Path(tmp) / "m.xml", xml)
-    except OSError:  # a read-only or full cache only costs the conversion next time
-        pass
-    return model
+        xml.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only cache only costs the conversion next time
+        xml = Path(tempfile.mkdtemp(prefix="b2p-openvino-")) / xml.name
+    args = [sys.executable, "-m", __name__, teacher, str(checkpoint), model_type, str(xml)]
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not xml.is_file():
+        tail = " ".join(done.stderr.strip().splitlines()[-3:])
+        raise Boxes2PixelsError(
+            f"converting the {teacher} image encoder for OpenVINO failed ({tail}); "
+            "use --runtime torch"
+        )
+    return xml
 
 
 def openvino_encoder(
-    encoder: nn.Module, side: int, key: str, precision: str, threads: int | None = None
+    teacher: str,
+    checkpoint: Path,
+    model_type: str,
+    side: int,
+    key: str,
+    precision: str,
+    threads: int | None = None,
 ) -> OpenVinoEncoder:
-    """``encoder`` converted for OpenVINO and compiled for the CPU at ``precision``
-    (``fp32``, ``bf16`` or ``fp16``).
+    """The image encoder of ``teacher``'s checkpoint converted for OpenVINO (cached) and
+    compiled for the CPU at ``precision`` (``fp32``, ``bf16`` or ``fp16``).
 
     Args:
-        encoder: the PyTorch image encoder (its input is 1×3×side×side).
+        teacher: ``sam`` or ``mobile-sam``.
+        checkpoint: the local checkpoint file.
+        model_type: its model type.
         side: the encoder's square input side (1024 for SAM and MobileSAM).
         key: the cache entry's name; it must change whenever the weights or the model
             change (checkpoint sha256, model type, backend and OpenVINO versions).
         precision: OpenVINO's inference precision.
         threads: inference threads (default: OpenVINO's choice, all cores).
+
+    Raises:
+        Boxes2PixelsError: the conversion failed.
     """
     ov = import_openvino()
     config: dict[str, Any] = {
@@ -86,5 +135,12 @@ def openvino_encoder(
     }
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
-    model = _converted(ov, encoder, side, f"{key}-ov{ov.__version__.split('-')[0]}")
-    return OpenVinoEncoder(ov.Core().compile_model(model, "CPU", config), side)
+    xml = _converted_file(
+        teacher, checkpoint, model_type, f"{key}-ov{ov.__version__.split('-')[0]}"
+    )
+    core = ov.Core()
+    return OpenVinoEncoder(core.compile_model(core.read_model(str(xml)), "CPU", config), side)
+
+
+if __name__ == "__main__":  # the child process of _converted_file
+    convert_encoder(sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4]))

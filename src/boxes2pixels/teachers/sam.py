@@ -118,8 +118,8 @@ class SamTeacher:
             from .openvino_encoder import openvino_encoder
 
             model.image_encoder = openvino_encoder(
-                model.image_encoder, int(model.image_encoder.img_size), self._cache_key(),
-                self.precision,
+                self.name, resolved.path, model_type, int(model.image_encoder.img_size),
+                self._cache_key(), self.precision,
             )  # fmt: skip
         self.predictor = self._predictor(module, model)
 
