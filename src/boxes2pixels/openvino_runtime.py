@@ -8,6 +8,8 @@ about 1.7× faster than PyTorch's fastest path. :class:`OpenVinoStudent` is an
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,25 @@ OPENVINO_INSTALL_HINT = "the openvino runtime needs OpenVINO: pip install 'boxes
 
 #: OpenVINO's ``INFERENCE_PRECISION_HINT`` for each precision name.
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+_LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def release_at_exit(holder: Any) -> None:
+    """Have ``holder.release()`` run at interpreter exit, before module teardown.
+
+    OpenVINO's compiled models destroyed during the interpreter's final teardown, next to
+    PyTorch's thread pools, can crash the process after all work is done (seen as exit code
+    139 after a test session). Every object holding one registers here.
+    """
+    _LIVE.add(holder)
+
+
+@atexit.register
+def _release_all() -> None:
+    for holder in list(_LIVE):
+        holder.release()
 
 
 def import_openvino() -> Any:
@@ -101,6 +122,11 @@ class OpenVinoStudent(ExportedModel):
         self.output_names = [o.get_any_name() for o in self._model.outputs]
         self._compiled: dict[str, Any] = {}
         self.precision = resolve_openvino_precision(precision)
+        release_at_exit(self)
+
+    def release(self) -> None:
+        """Drop the compiled models (compiled again when next used)."""
+        self._compiled.clear()
 
     def _compile(self, precision: str) -> Any:
         """The model compiled for ``precision`` (cached)."""
@@ -118,7 +144,8 @@ class OpenVinoStudent(ExportedModel):
         """Raw fp32 logits for a normalised float32 batch B×3×H×W, by output name, at
         ``precision`` (default: the one chosen at load)."""
         compiled = self._compile(resolve_openvino_precision(precision or self.precision))
-        values = compiled(self.check_input(x))
+        # copied in and out: a shared input stays bound to the request after the call
+        values = compiled(self.check_input(x), share_inputs=False, share_outputs=False)
         return {
             name: np.asarray(values[i], dtype=np.float32)
             for i, name in enumerate(self.output_names)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..openvino_runtime import PRECISION_HINTS, import_openvino
+from ..openvino_runtime import PRECISION_HINTS, import_openvino, release_at_exit
 
 
 def cache_dir() -> Path:
@@ -43,9 +43,16 @@ class OpenVinoEncoder(nn.Module):
         super().__init__()
         self.compiled = compiled
         self.img_size = img_size  # read by SAM's predictor and preprocessing
+        release_at_exit(self)
+
+    def release(self) -> None:
+        """Drop the compiled model (at interpreter exit; the encoder cannot run after)."""
+        self.compiled = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.compiled(np.ascontiguousarray(x.float().cpu().numpy()))[0]
+        # copied in and out: a shared input stays bound to the request after the call
+        x_np = np.ascontiguousarray(x.float().cpu().numpy())
+        out = self.compiled(x_np, share_inputs=False, share_outputs=False)[0]
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
 
@@ -93,9 +100,12 @@ def _converted_file(teacher: str, checkpoint: Path, model_type: str, key: str) -
     except OSError:  # a read-only cache only costs the conversion next time
         xml = Path(tempfile.mkdtemp(prefix="b2p-openvino-")) / xml.name
     args = [sys.executable, "-m", __name__, teacher, str(checkpoint), model_type, str(xml)]
-    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: no selector needed
+        done = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=log, check=False)
+        log.seek(0)
+        words = log.read()
     if done.returncode != 0 or not xml.is_file():
-        tail = " ".join(done.stderr.strip().splitlines()[-3:])
+        tail = " ".join(words.strip().splitlines()[-3:])
         raise Boxes2PixelsError(
             f"converting the {teacher} image encoder for OpenVINO failed ({tail}); "
             "use --runtime torch"
