@@ -213,8 +213,11 @@ def test_cli_predict_then_evaluate_pred_equals_evaluate_model(
     pred = tmp_path / "pred"
     res = runner.invoke(
         app,
-        ["predict", str(model_dir), str(tmp_path / "ds" / "images" / "test"), "--out", str(pred)],
-    )
+        [
+            "predict", str(model_dir), str(tmp_path / "ds" / "images" / "test"),
+            "--out", str(pred), "--precision", "fp32",
+        ],
+    )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert read_mask(pred / "sub" / "c.png").shape == (56, 28)
 
@@ -291,7 +294,8 @@ def test_cli_evaluate_a_baseline_folder_or_an_onnx_file(
     runner = CliRunner()
     pred = tmp_path / "pred"
     images = str(tmp_path / "ds" / "images" / "test")
-    res = runner.invoke(app, ["predict", model, images, "--out", str(pred), "--device", "cpu"])
+    args = ["predict", model, images, "--out", str(pred), "--device", "cpu", "--precision", "fp32"]
+    res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     res = runner.invoke(
         app,

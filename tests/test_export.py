@@ -108,7 +108,7 @@ def test_b2p_predict_runtime_onnx_writes_the_same_masks_as_torch(student, tmp_pa
     runner = CliRunner()
     for runtime, model in (("torch", tmp_path / "model"), ("onnx", onnx_file)):
         args = ["predict", str(model), str(tmp_path / "photos"), "--out", str(tmp_path / runtime)]
-        result = runner.invoke(app, [*args, "--runtime", runtime])
+        result = runner.invoke(app, [*args, "--runtime", runtime, "--precision", "fp32"])
         assert result.exit_code == 0, result.output
     for i in range(len(images())):
         torch_mask = read_mask(tmp_path / "torch" / f"img{i}.png")

@@ -315,7 +315,9 @@ def test_cli_predict_on_a_baseline_folder(baseline_dir: Path, tmp_path: Path) ->
     assert "randomly initialised" in res.output
 
 
-def test_cli_predict_on_an_onnx_file_picks_onnxruntime(onnx_file: Path, tmp_path: Path) -> None:
+def test_cli_predict_on_an_onnx_file_picks_openvino_on_the_cpu(
+    onnx_file: Path, tmp_path: Path
+) -> None:
     write_rgb(tmp_path / "src" / "a.png", _image(40, 70))
     write_rgb(tmp_path / "src" / "b.png", _image(64, 30))
     out = tmp_path / "out"
@@ -325,7 +327,7 @@ def test_cli_predict_on_an_onnx_file_picks_onnxruntime(onnx_file: Path, tmp_path
     assert res.exit_code == 0, res.output
     assert read_mask(out / "a.png").shape == (40, 70)
     assert read_mask(out / "b.png").shape == (64, 30)
-    assert json.loads((out / SUMMARY_NAME).read_text())["settings"]["runtime"] == "onnx"
+    assert json.loads((out / SUMMARY_NAME).read_text())["settings"]["runtime"] == "openvino"
 
 
 def test_runtime_that_does_not_fit_the_model_is_a_clear_error(

@@ -55,7 +55,7 @@ def label_command(
         None,
         "--runtime",
         help="sam, mobile-sam: what runs the image encoder: auto (default: OpenVINO on the "
-        "CPU when installed, pip install 'boxes2pixels[openvino]'; else PyTorch) | torch | "
+        "CPU when installed, pip install 'boxes2pixels\\[openvino]'; else PyTorch) | torch | "
         "openvino. Other SAM teachers run it in PyTorch.",
     ),
     multimask: bool = typer.Option(

@@ -152,7 +152,8 @@ def predict_run(run: Path, images: Path, pred: Path, device: str, progress: bool
 
     if pred.exists():
         shutil.rmtree(pred)
-    predict_files(run, images, pred, device=device, progress=progress)
+    # fp32, as the evaluation of the model that the report checks these files against
+    predict_files(run, images, pred, device=device, precision="fp32", progress=progress)
 
 
 def drop_checkpoints(layout: DemoLayout, log: StageLog) -> None:
