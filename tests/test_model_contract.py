@@ -21,7 +21,7 @@ from boxes2pixels.baselines import BASELINES, BaselineModel
 from boxes2pixels.models import SegmentationModel, load_model
 
 NAMES = ["background", "dirt", "damage"]
-CASES = ["student", *BASELINES, "onnx", "openvino"]
+CASES = ["student", *BASELINES, "onnx"]
 
 
 @dataclass

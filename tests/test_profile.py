@@ -158,16 +158,3 @@ def test_json_names_rows_of_later_precisions_and_ratios() -> None:
     assert [i["name"] for i in items] == ["student", "segformer", "student@bf16"]
     assert latency_ratio(fp32, "student", "segformer") == pytest.approx(0.4)
     assert latency_ratio(bf16, "student", "segformer") is None
-
-
-def test_profile_has_an_openvino_row(small_student) -> None:
-    rows = profile_models(
-        "student,student-openvino", imgsz=32, repeats=1, warmup=0, student=small_student
-    )
-    assert [(r.name, r.runtime, r.precision) for r in rows] == [
-        ("student", "torch", "fp32"),
-        ("student-openvino", "openvino", "fp32"),
-    ]
-    assert rows[1].gmacs == pytest.approx(rows[0].gmacs) and rows[1].latency_ms > 0
-    with pytest.raises(Boxes2PixelsError, match="fp32 and bf16 on the CPU only"):
-        profile_models("student-openvino", imgsz=32, precision="fp16", student=small_student)
