@@ -170,18 +170,22 @@ def teacher_checkpoint(sam_checkpoint, tmp_path_factory):
 
 
 # --------------------------------------------------------------------------------------------
-# tests/gpu (CUDA only) is collected only when named on the command line (`.ci/gpu`).
+# tests/gpu (CUDA only, `.ci/gpu`) and tests/openvino (the optional OpenVINO extra,
+# `.ci/openvino`) are collected only when named on the command line. OpenVINO runs in a
+# process of its own: in one process with the whole suite it crashed the interpreter.
 # --------------------------------------------------------------------------------------------
 
-_GPU_TESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_OPT_IN = tuple(os.path.join(_HERE, name) for name in ("gpu", "openvino"))
 
 
 def pytest_ignore_collect(collection_path, config):
-    """Leave out tests/gpu unless a command-line path points into it."""
-    if str(collection_path) != _GPU_TESTS:
+    """Leave out tests/gpu and tests/openvino unless a command-line path points into them."""
+    folder = str(collection_path)
+    if folder not in _OPT_IN:
         return None
     asked = [os.path.abspath(str(arg).split("::")[0]) for arg in config.args]
-    if any(a == _GPU_TESTS or a.startswith(_GPU_TESTS + os.sep) for a in asked):
+    if any(a == folder or a.startswith(folder + os.sep) for a in asked):
         return None
     return True
 

@@ -1,0 +1,171 @@
+"""The OpenVINO runtime of exported files: same logits as PyTorch at fp32, bf16 on request,
+chosen by ``runtime auto`` on the CPU, tiling at the exported size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from boxes2pixels.cli.main import app
+from boxes2pixels.errors import Boxes2PixelsError
+from boxes2pixels.export import export_onnx
+from boxes2pixels.io import read_mask, write_rgb
+from boxes2pixels.models import load_model
+from boxes2pixels.onnx_runtime import OnnxStudent
+from boxes2pixels.openvino_runtime import OpenVinoStudent
+
+NAMES = ["background", "dirt", "damage"]
+
+
+def without_openvino(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if OpenVINO were not installed. Its module stays loaded: hiding it from
+    ``sys.modules`` while OpenVINO objects are alive crashes the interpreter later."""
+    from boxes2pixels import openvino_runtime
+
+    def missing() -> None:
+        raise Boxes2PixelsError(openvino_runtime.OPENVINO_INSTALL_HINT)
+
+    monkeypatch.setattr(openvino_runtime, "import_openvino", missing)
+
+
+@pytest.fixture(scope="module")
+def student(make_student):
+    torch.manual_seed(0)
+    return make_student(
+        class_names=NAMES, backbone="test_vit", backbone_mode="full", decoder_channels=32,
+        imgsz=64,
+    ).eval()  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def static_file(student, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ov") / "static.onnx"
+    export_onnx(student, path, imgsz=64)
+    return path
+
+
+def test_fp32_matches_pytorch_and_bf16_runs_on_request(student, static_file) -> None:
+    model = OpenVinoStudent(static_file)
+    assert (model.runtime, model.precision, model.class_names) == ("openvino", "fp32", NAMES)
+    assert model.batch == 1 and not model.dynamic
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        ref = student(x, heads=("fine",))["fine"].numpy()
+    fp32 = model.run(x.numpy())["fine"]
+    assert fp32.shape == ref.shape and np.abs(fp32 - ref).max() <= 1e-3
+    bf16 = model.run(x.numpy(), precision="bf16")["fine"]
+    assert bf16.dtype == np.float32 and np.isfinite(bf16).all()
+    assert np.abs(bf16 - ref).max() <= 0.05 * np.abs(ref).max()  # bf16: 8 mantissa bits
+    assert not np.array_equal(bf16, fp32)  # another precision really ran
+    assert set(model._compiled) == {"fp32", "bf16"}
+    with pytest.raises(Boxes2PixelsError, match="re-export with --dynamic"):
+        model.run(np.zeros((1, 3, 48, 64), np.float32))
+
+
+def test_runtime_auto_prefers_openvino_on_the_cpu(onnx_file, tmp_path, monkeypatch) -> None:
+    assert isinstance(load_model(onnx_file, device="cpu"), OpenVinoStudent)
+    assert isinstance(load_model(onnx_file, device="cpu", runtime="onnx"), OnnxStudent)
+    with pytest.raises(Boxes2PixelsError, match="runs on the CPU"):
+        load_model(onnx_file, device="cuda", runtime="openvino")
+    with pytest.raises(Boxes2PixelsError, match=r"needs an \.onnx file"):
+        load_model(tmp_path, runtime="openvino")
+    with pytest.raises(Boxes2PixelsError, match="not runtime torch"):
+        load_model(OpenVinoStudent(onnx_file), runtime="torch")
+    without_openvino(monkeypatch)
+    assert isinstance(load_model(onnx_file, device="cpu"), OnnxStudent)
+    with pytest.raises(Boxes2PixelsError, match=r"pip install 'boxes2pixels\[openvino\]'"):
+        load_model(onnx_file, runtime="openvino")
+
+
+def test_b2p_predict_tiles_an_exported_file_at_its_size(student, static_file, tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (100, 150, 3), dtype=np.uint8)
+    write_rgb(tmp_path / "photos" / "big.png", image)
+    student.save_pretrained(tmp_path / "model")
+    runner = CliRunner()
+    outs = {}
+    for model, runtime in ((tmp_path / "model", "torch"), (static_file, "openvino")):
+        args = ["predict", str(model), str(tmp_path / "photos"), "--out", str(tmp_path / runtime)]
+        args += ["--tile", "--tile-size", "64", "--runtime", runtime, "--precision", "fp32"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        outs[runtime] = read_mask(tmp_path / runtime / "big.png")
+    assert outs["torch"].shape == image.shape[:2]
+    assert (outs["torch"] == outs["openvino"]).mean() >= 0.999
+    args = ["predict", str(static_file), str(tmp_path / "photos"), "--out", str(tmp_path / "x")]
+    result = runner.invoke(app, [*args, "--tile", "--tile-size", "48"])
+    assert result.exit_code == 1
+    assert "tiles with --tile-size 64" in result.output and "Traceback" not in result.output
+
+
+# ----------------------------------------------------------------- the SAM teachers' encoder
+def test_mobile_sam_encoder_in_openvino_matches_pytorch_and_is_cached(
+    sam_checkpoint, tmp_path, monkeypatch
+) -> None:
+    from boxes2pixels.teachers import load_teacher, openvino_encoder
+    from boxes2pixels.teachers.openvino_encoder import cache_dir
+
+    monkeypatch.setenv("B2P_CACHE_DIR", str(tmp_path / "cache"))
+    ckpt = str(sam_checkpoint("vit_t"))
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    boxes = np.array([[5, 5, 60, 50], [70, 20, 150, 85]], np.float32)
+    options = dict(checkpoint=ckpt, device="cpu", precision="fp32")
+    torch_teacher = load_teacher("mobile-sam", runtime="torch", **options)
+    ov_teacher = load_teacher("mobile-sam", runtime="openvino", **options)
+    assert (torch_teacher.runtime, ov_teacher.runtime) == ("torch", "openvino")
+    assert ov_teacher.describe()["options"]["runtime"] == "openvino"
+    cached = sorted(p.suffix for p in cache_dir().iterdir() if not p.name.startswith("."))
+    assert cached == [".bin", ".xml"]
+    expected, got = (
+        torch_teacher.segment_scored(image, boxes),
+        ov_teacher.segment_scored(image, boxes),
+    )
+    assert (expected.masks == got.masks).mean() >= 0.999
+    assert np.allclose(expected.predicted_iou, got.predicted_iou, atol=1e-3)
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted again instead of reading the cache")
+
+    monkeypatch.setattr(openvino_encoder.subprocess, "run", no_conversion)
+    again = load_teacher("mobile-sam", runtime="openvino", **options)
+    assert np.array_equal(again.segment(image, boxes), got.masks)
+
+
+def test_encoder_runtime_choice_and_errors(sam_checkpoint, teacher_checkpoint, monkeypatch) -> None:
+    from boxes2pixels.errors import ConfigError
+    from boxes2pixels.teachers import load_teacher
+    from boxes2pixels.teachers.sam2 import Sam2Teacher
+    from boxes2pixels.teachers.sam_hq import SamHqTeacher
+
+    assert SamHqTeacher.encoder_runtimes == Sam2Teacher.encoder_runtimes == ("torch",)
+    ckpt = str(sam_checkpoint("vit_t"))
+    with pytest.raises(ConfigError, match="unknown runtime 'onnx'"):
+        load_teacher("mobile-sam", checkpoint=ckpt, device="cpu", runtime="onnx")
+    sam2 = str(teacher_checkpoint("sam2", "tiny"))
+    assert load_teacher("sam2", checkpoint=sam2, device="cpu").runtime == "torch"
+    with pytest.raises(ConfigError, match="cannot run its image encoder with OpenVINO"):
+        load_teacher("sam2", checkpoint=sam2, device="cpu", runtime="openvino")
+    without_openvino(monkeypatch)
+    teacher = load_teacher("mobile-sam", checkpoint=ckpt, device="cpu", precision="fp32")
+    assert teacher.runtime == "torch"  # auto falls back to PyTorch
+    with pytest.raises(Boxes2PixelsError, match=r"boxes2pixels\[openvino\]"):
+        load_teacher("mobile-sam", checkpoint=ckpt, device="cpu", runtime="openvino")
+
+
+def test_profile_has_an_openvino_row(make_student) -> None:
+    from boxes2pixels.profile import profile_models
+
+    student = make_student(backbone="test_vit", backbone_mode="full", decoder_channels=32, imgsz=32)
+    rows = profile_models(
+        "student,student-openvino", imgsz=32, repeats=1, warmup=0, student=student
+    )
+    assert [(r.name, r.runtime, r.precision) for r in rows] == [
+        ("student", "torch", "fp32"),
+        ("student-openvino", "openvino", "fp32"),
+    ]
+    assert rows[1].gmacs == pytest.approx(rows[0].gmacs) and rows[1].latency_ms > 0
+    with pytest.raises(Boxes2PixelsError, match="fp32 and bf16 on the CPU only"):
+        profile_models("student-openvino", imgsz=32, precision="fp16", student=student)
