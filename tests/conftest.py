@@ -170,17 +170,17 @@ def teacher_checkpoint(sam_checkpoint, tmp_path_factory):
 
 
 # --------------------------------------------------------------------------------------------
-# tests/gpu (CUDA only, `.ci/gpu`) and tests/openvino (the optional OpenVINO extra,
+# tests/gpu (CUDA only, `.ci/gpu`) and tests/extra_openvino (the optional OpenVINO extra,
 # `.ci/openvino`) are collected only when named on the command line. OpenVINO runs in a
 # process of its own: in one process with the whole suite it crashed the interpreter.
 # --------------------------------------------------------------------------------------------
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_OPT_IN = tuple(os.path.join(_HERE, name) for name in ("gpu", "openvino"))
+_OPT_IN = tuple(os.path.join(_HERE, name) for name in ("gpu", "extra_openvino"))
 
 
 def pytest_ignore_collect(collection_path, config):
-    """Leave out tests/gpu and tests/openvino unless a command-line path points into them."""
+    """Leave out tests/gpu and tests/extra_openvino unless a command-line path points into them."""
     folder = str(collection_path)
     if folder not in _OPT_IN:
         return None
