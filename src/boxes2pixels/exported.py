@@ -11,6 +11,7 @@ same preprocessing and the same results as ``Student.predict``. It meets the
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,7 +26,7 @@ METADATA_KEY = "boxes2pixels"
 """Key of the JSON metadata entry that ``export_onnx`` writes into the file."""
 
 
-class ExportedModel:
+class ExportedModel(ABC):
     """An exported model with ``Student.predict``'s interface; subclasses implement ``run``.
 
     Attributes:
@@ -78,9 +79,9 @@ class ExportedModel:
             )
         return x
 
+    @abstractmethod
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Raw logits for a normalised float32 batch B×3×H×W, by output name."""
-        raise NotImplementedError
 
     def __call__(
         self, x: torch.Tensor, heads: Sequence[str] | None = None
