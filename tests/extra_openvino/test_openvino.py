@@ -134,6 +134,45 @@ def test_mobile_sam_encoder_in_openvino_matches_pytorch_and_is_cached(
     assert np.array_equal(again.segment(image, boxes), got.masks)
 
 
+def test_training_workers_after_the_openvino_encoder_leave_torch_working(tmp_path) -> None:
+    """Runs after the MobileSAM test above, with its OpenVINO encoder alive. Loader workers
+    forked from this process, one of which fails, crashed the interpreter in the next
+    PyTorch convolution (DeepLabV3's); the loaders now start them from a fork server."""
+    from torch.utils.data import DataLoader
+
+    from boxes2pixels.baselines import BaselineModel
+    from boxes2pixels.data.dataset import PseudoMaskDataset
+    from boxes2pixels.data.synth import generate_dataset
+    from boxes2pixels.distill.loop import worker_context
+    from boxes2pixels.errors import ImageReadError
+    from boxes2pixels.io import write_mask
+
+    ds = tmp_path / "ds"
+    generate_dataset(ds, train=2, val=1, test=0, size=(96, 64), seed=0)
+    runner = CliRunner()
+    label = ["label", str(ds / "data.yaml"), "--teacher", "box", "--out", str(ds / "masks")]
+    assert runner.invoke(app, [*label, "-q"]).exit_code == 0
+    (ds / "images" / "train" / "bad.png").write_bytes(b"not a png")
+    write_mask(ds / "masks" / "train" / "bad.png", np.zeros((4, 4), np.uint8))
+    args = ["train", str(ds / "data.yaml"), "--masks", str(ds / "masks"), "--out",
+            str(tmp_path / "run"), "--epochs", "1", "--imgsz", "32", "--batch", "1",
+            "--backbone", "test_vit", "--backbone-init", "random", "--backbone-mode", "full",
+            "--device", "cpu", "--workers", "1"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "bad.png" in result.output, result.output
+    assert worker_context([], 1).get_start_method() == "forkserver"
+    assert worker_context([], 0) is None
+    data = PseudoMaskDataset(ds / "data.yaml", ds / "masks", "train", imgsz=32)
+    loader = DataLoader(
+        data, batch_size=1, num_workers=1, multiprocessing_context=worker_context(data, 1)
+    )
+    with pytest.raises(ImageReadError):  # a bare loader with the same context
+        list(loader)
+    model = BaselineModel("deeplabv3", num_classes=3, encoder_init="random").eval()
+    with torch.inference_mode():
+        assert model(torch.randn(2, 3, 70, 45))["fine"].shape == (2, 3, 70, 45)
+
+
 def test_encoder_runtime_choice_and_errors(sam_checkpoint, teacher_checkpoint, monkeypatch) -> None:
     from boxes2pixels.errors import ConfigError
     from boxes2pixels.teachers import load_teacher

@@ -13,6 +13,8 @@ across ranks with confusion matrices summed, and only rank 0 writing files.
 from __future__ import annotations
 
 import math
+import multiprocessing
+import sys
 import time
 import warnings
 from collections.abc import Sized
@@ -399,6 +401,23 @@ def _fit_result(state: TrainState, run: Path) -> FitResult:
 
 
 # ---------------------------------------------------------------------------------- loaders
+def worker_context(data: Dataset, workers: int) -> multiprocessing.context.BaseContext | None:
+    """How the loader starts its workers: PyTorch's default (fork on Linux), except in a
+    process that has loaded OpenVINO (``b2p label``'s encoder, an exported student), where
+    workers come from a fork server that imports the dataset's module once.
+
+    A forked or spawned worker is a child of this process, and PyTorch's SIGCHLD handler,
+    which stays installed after the loader is gone, left the interpreter to crash in a later
+    PyTorch call once OpenVINO's threads were running (found with the test suite; the
+    workers of a fork server are not this process's children).
+    """
+    if workers == 0 or "openvino" not in sys.modules or sys.platform != "linux":
+        return None
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", type(data).__module__])
+    return context
+
+
 def _train_loader(
     data: Dataset, config: TrainConfig, ddp: DDPContext
 ) -> tuple[DataLoader, torch.Generator]:
@@ -417,6 +436,7 @@ def _train_loader(
         batch_size=config.batch,
         sampler=sampler,
         num_workers=config.workers,
+        multiprocessing_context=worker_context(data, config.workers),
         pin_memory=ddp.device.type == "cuda",
         drop_last=False,
         generator=generator,
@@ -451,5 +471,6 @@ def _val_loader(data: Dataset, config: TrainConfig, ddp: DDPContext) -> DataLoad
         batch_size=1 if config.crop_size else config.batch,
         shuffle=False,
         num_workers=config.workers,
+        multiprocessing_context=worker_context(data, config.workers),
         pin_memory=ddp.device.type == "cuda",
     )
