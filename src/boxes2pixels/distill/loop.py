@@ -406,10 +406,10 @@ def worker_context(data: Dataset, workers: int) -> multiprocessing.context.BaseC
     process that has loaded OpenVINO (``b2p label``'s encoder, an exported student), where
     workers come from a fork server that imports the dataset's module once.
 
-    A forked or spawned worker is a child of this process, and PyTorch's SIGCHLD handler,
-    which stays installed after the loader is gone, left the interpreter to crash in a later
-    PyTorch call once OpenVINO's threads were running (found with the test suite; the
-    workers of a fork server are not this process's children).
+    In the test suite, forked workers (one of them failing) after OpenVINO had run
+    MobileSAM's encoder crashed the interpreter in the next PyTorch convolution: the exit of a
+    child process, handled by the SIGCHLD handler in Python that PyTorch installs for its
+    workers, is what set it off. A fork server's workers are not this process's children.
     """
     if workers == 0 or "openvino" not in sys.modules or sys.platform != "linux":
         return None
