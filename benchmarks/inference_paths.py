@@ -14,7 +14,10 @@ Paths: fp32; fp32 with the math attention kernel; bf16 autocast + channels-last;
 weights (the whole model cast, no autocast); int8 dynamic quantisation of the linear layers
 (``torch.ao.quantization.quantize_dynamic``; ``--torchao`` adds torchao's
 ``Int8DynamicActivationInt8WeightConfig``); ``--compile`` adds torch.compile of bf16; with
-OpenVINO installed, the model exported to ONNX and run by OpenVINO at fp32 and at bf16.
+OpenVINO installed, the model exported to ONNX and run by OpenVINO at fp32 and at bf16;
+``--int8-onnx`` adds the exported file quantised by onnxruntime's own tools (dynamic int8
+MatMuls run by onnxruntime; static int8 QDQ MatMuls, calibrated on the fitting photos, run by
+onnxruntime and, when installed, by OpenVINO, which runs QDQ graphs in int8).
 
 ``--clock cpu`` (default) times process CPU time at 1 thread: on a machine shared with other
 jobs that counts the work done, not the waiting. ``--clock wall`` times wall-clock time at
@@ -98,6 +101,65 @@ def openvino_paths(model: nn.Module, side: int, folder: Path) -> dict[str, Logit
         out[f"OpenVINO {precision} (exported ONNX)"] = lambda x, r=runner: torch.from_numpy(
             r.run(x.numpy())["fine"]
         )
+    return out
+
+
+def int8_onnx_paths(
+    model: nn.Module, side: int, folder: Path, calibration: torch.Tensor
+) -> dict[str, Logits]:
+    """``model`` exported to ONNX and quantised to int8 by onnxruntime's quantisation tools:
+    dynamic (MatMul weights int8, activations quantised per call) and static QDQ (MatMul
+    weights per channel, activations calibrated on ``calibration``)."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    from boxes2pixels.export import export_onnx
+    from boxes2pixels.onnx_runtime import OnnxStudent
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, name: str) -> None:
+            self.items = iter(
+                [{name: calibration[i : i + 1].numpy()} for i in range(len(calibration))]
+            )
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.items, None)
+
+    source = folder / f"{type(model).__name__}-int8-source.onnx"
+    export_onnx(model, source, imgsz=side, verify=False)
+    meta = onnx.load(str(source), load_external_data=False).metadata_props
+    input_name = OnnxStudent(source).session.get_inputs()[0].name
+    files = {"dynamic": folder / "dynamic.onnx", "static": folder / "static.onnx"}
+    quantize_dynamic(source, files["dynamic"], op_types_to_quantize=["MatMul"],
+                     weight_type=QuantType.QInt8)  # fmt: skip
+    quantize_static(source, files["static"], Reader(input_name), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["MatMul"], per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)  # fmt: skip
+    for path in files.values():  # the quantisers drop the file's boxes2pixels metadata
+        quantised = onnx.load(str(path))
+        quantised.metadata_props.extend(meta)
+        onnx.save(quantised, str(path))
+    threads = torch.get_num_threads()
+    out: dict[str, Logits] = {}
+    for kind, path in files.items():
+        ort_model = OnnxStudent(path, threads=threads)
+        out[f"onnxruntime int8 {kind} MatMuls"] = lambda x, r=ort_model: torch.from_numpy(
+            r.run(x.numpy())["fine"]
+        )
+    if openvino_available():
+        from boxes2pixels.openvino_runtime import OpenVinoStudent
+
+        for precision in ("fp32", "bf16"):
+            ov = OpenVinoStudent(files["static"], precision=precision, threads=threads)
+            out[f"OpenVINO int8 static MatMuls, rest {precision}"] = lambda x, r=ov: (
+                torch.from_numpy(r.run(x.numpy())["fine"])
+            )
     return out
 
 
@@ -214,6 +276,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="wall clock only")
     parser.add_argument("--torchao", action="store_true", help="also torchao int8")
     parser.add_argument("--compile", action="store_true", help="also torch.compile")
+    parser.add_argument(
+        "--int8-onnx", action="store_true", help="also onnxruntime-quantised int8 ONNX files"
+    )
+    parser.add_argument(
+        "--models", default="student,segformer", help="comma-separated: student, segformer"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1 if args.clock == "cpu" else args.threads or torch.get_num_threads())
     torch.manual_seed(0)
@@ -228,10 +296,11 @@ def main() -> None:
         print("OpenVINO is not installed (pip install 'boxes2pixels[openvino]'): no OpenVINO rows")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        models: dict[str, Any] = {
-            "student": Student(num_classes=3, backbone_init="random", backbone_mode="full"),
-            "segformer": BaselineModel("segformer", num_classes=3, encoder_init="random"),
+        build = {
+            "student": lambda: Student(num_classes=3, backbone_init="random", backbone_mode="full"),
+            "segformer": lambda: BaselineModel("segformer", num_classes=3, encoder_init="random"),
         }
+        models: dict[str, Any] = {name: build[name]() for name in args.models.split(",")}
     side = {"student": args.imgsz, "segformer": args.imgsz // 32 * 32}
     best: dict[str, float] = {}
     for name, model in models.items():
@@ -243,6 +312,9 @@ def main() -> None:
         calls = paths(model, args.torchao, args.compile)
         if openvino_available():
             calls.update(openvino_paths(model, s, folder))
+        if args.int8_onnx:
+            calib = normalize(images[:8, :s, :s], model.mean, model.std)
+            calls.update(int8_onnx_paths(model, s, folder, calib))
         ms = timed(calls, test[:1], args.repeats, args.clock)
         agree = agreement(calls, test)
         print(table(f"{name} at {s}×{s} (fitted {args.steps} steps in {fitted:.0f} s)", ms, agree))
@@ -258,7 +330,9 @@ def main() -> None:
                 )
             print()
     shutil.rmtree(folder)
-    print(f"student / SegFormer-B2, fastest exact paths: {best['student'] / best['segformer']:.2f}")
+    if len(best) == 2:
+        ratio = best["student"] / best["segformer"]
+        print(f"student / SegFormer-B2, fastest exact paths: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -172,7 +172,8 @@ def teacher_checkpoint(sam_checkpoint, tmp_path_factory):
 # --------------------------------------------------------------------------------------------
 # tests/gpu (CUDA only, `.ci/gpu`) and tests/extra_openvino (the optional OpenVINO extra,
 # `.ci/openvino`) are collected only when named on the command line. OpenVINO runs in a
-# process of its own: in one process with the whole suite it crashed the interpreter.
+# process of its own: after its MobileSAM test, the exit of a child process handled by a
+# SIGCHLD handler in Python (PyTorch's loader installs one) crashed the interpreter.
 # --------------------------------------------------------------------------------------------
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
