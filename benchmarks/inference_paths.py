@@ -118,6 +118,7 @@ def int8_onnx_paths(
         quantize_dynamic,
         quantize_static,
     )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from boxes2pixels.export import export_onnx
     from boxes2pixels.onnx_runtime import OnnxStudent
@@ -131,10 +132,12 @@ def int8_onnx_paths(
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.items, None)
 
-    source = folder / f"{type(model).__name__}-int8-source.onnx"
-    export_onnx(model, source, imgsz=side, verify=False)
-    meta = onnx.load(str(source), load_external_data=False).metadata_props
-    input_name = OnnxStudent(source).session.get_inputs()[0].name
+    exported = folder / f"{type(model).__name__}-int8-source.onnx"
+    export_onnx(model, exported, imgsz=side, verify=False)
+    meta = onnx.load(str(exported), load_external_data=False).metadata_props
+    source = folder / "prepared.onnx"  # shapes inferred and graph folded, as onnxruntime advises
+    quant_pre_process(exported, source)
+    input_name = OnnxStudent(exported).session.get_inputs()[0].name
     files = {"dynamic": folder / "dynamic.onnx", "static": folder / "static.onnx"}
     quantize_dynamic(source, files["dynamic"], op_types_to_quantize=["MatMul"],
                      weight_type=QuantType.QInt8)  # fmt: skip
