@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import os
 import shutil
 import statistics
 import tempfile
@@ -295,6 +296,7 @@ def main() -> None:
     test_images, _ = scenes(args.held_out, args.imgsz, seed=1)
     limit = machine_limit(args.clock)
     folder = Path(tempfile.mkdtemp(prefix="b2p-paths-"))
+    os.environ["B2P_CACHE_DIR"] = str(folder)  # OpenVINO's compiled models: not the user's cache
     if not openvino_available():
         print("OpenVINO is not installed (pip install 'boxes2pixels[openvino]'): no OpenVINO rows")
     with warnings.catch_warnings():

@@ -64,6 +64,23 @@ def test_fp32_matches_pytorch_and_bf16_runs_on_request(student, static_file) -> 
         model.run(np.zeros((1, 3, 48, 64), np.float32))
 
 
+def test_compiled_models_are_cached_for_the_next_load(static_file, tmp_path, monkeypatch) -> None:
+    from boxes2pixels.openvino_runtime import cache_dir, compile_config
+
+    monkeypatch.setenv("B2P_CACHE_DIR", str(tmp_path / "cache"))
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    first = OpenVinoStudent(static_file).run(x)["fine"]
+    blobs = list((cache_dir() / "compiled").glob("*.blob"))
+    assert len(blobs) == 1
+    again = OpenVinoStudent(static_file).run(x)["fine"]  # read from the cache, not a new blob
+    assert list((cache_dir() / "compiled").glob("*.blob")) == blobs
+    assert np.array_equal(first, again)
+    (tmp_path / "file").write_text("in the way")
+    monkeypatch.setenv("B2P_CACHE_DIR", str(tmp_path / "file"))
+    assert "CACHE_DIR" not in compile_config("fp32")  # no cache, still runs
+    assert np.array_equal(OpenVinoStudent(static_file).run(x)["fine"], first)
+
+
 def test_runtime_auto_prefers_openvino_on_the_cpu(onnx_file, tmp_path, monkeypatch) -> None:
     assert isinstance(load_model(onnx_file, device="cpu"), OpenVinoStudent)
     assert isinstance(load_model(onnx_file, device="cpu", runtime="onnx"), OnnxStudent)
@@ -104,8 +121,8 @@ def test_b2p_predict_tiles_an_exported_file_at_its_size(student, static_file, tm
 def test_mobile_sam_encoder_in_openvino_matches_pytorch_and_is_cached(
     sam_checkpoint, tmp_path, monkeypatch
 ) -> None:
+    from boxes2pixels.openvino_runtime import cache_dir
     from boxes2pixels.teachers import load_teacher, openvino_encoder
-    from boxes2pixels.teachers.openvino_encoder import cache_dir
 
     monkeypatch.setenv("B2P_CACHE_DIR", str(tmp_path / "cache"))
     ckpt = str(sam_checkpoint("vit_t"))
@@ -117,8 +134,9 @@ def test_mobile_sam_encoder_in_openvino_matches_pytorch_and_is_cached(
     ov_teacher = load_teacher("mobile-sam", runtime="openvino", **options)
     assert (torch_teacher.runtime, ov_teacher.runtime) == ("torch", "openvino")
     assert ov_teacher.describe()["options"]["runtime"] == "openvino"
-    cached = sorted(p.suffix for p in cache_dir().iterdir() if not p.name.startswith("."))
+    cached = sorted(p.suffix for p in cache_dir().iterdir() if p.is_file())
     assert cached == [".bin", ".xml"]
+    assert len(list((cache_dir() / "compiled").glob("*.blob"))) == 1  # the compiled encoder
     expected, got = (
         torch_teacher.segment_scored(image, boxes),
         ov_teacher.segment_scored(image, boxes),

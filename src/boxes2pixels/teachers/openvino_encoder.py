@@ -23,16 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..openvino_runtime import PRECISION_HINTS, import_openvino, release_at_exit
-
-
-def cache_dir() -> Path:
-    """Where converted encoders are kept: ``$B2P_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/boxes2pixels`` (``~/.cache/boxes2pixels``), plus ``/openvino``."""
-    root = os.environ.get("B2P_CACHE_DIR") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "boxes2pixels"
-    )
-    return Path(root) / "openvino"
+from ..openvino_runtime import cache_dir, compile_config, import_openvino, release_at_exit
 
 
 class OpenVinoEncoder(nn.Module):
@@ -139,17 +130,14 @@ def openvino_encoder(
         Boxes2PixelsError: the conversion failed.
     """
     ov = import_openvino()
-    config: dict[str, Any] = {
-        "INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
-        "PERFORMANCE_HINT": "LATENCY",
-    }
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = int(threads)
     xml = _converted_file(
         teacher, checkpoint, model_type, f"{key}-ov{ov.__version__.split('-')[0]}"
     )
     core = ov.Core()
-    return OpenVinoEncoder(core.compile_model(core.read_model(str(xml)), "CPU", config), side)
+    compiled = core.compile_model(
+        core.read_model(str(xml)), "CPU", compile_config(precision, threads)
+    )
+    return OpenVinoEncoder(compiled, side)
 
 
 if __name__ == "__main__":  # the child process of _converted_file
