@@ -99,7 +99,8 @@ def cache_dir() -> Path:
 def compile_config(precision: str, threads: int | None = None) -> dict[str, Any]:
     """OpenVINO's CPU settings for one compiled model: ``precision`` (``fp32``, ``bf16`` or
     ``fp16``), latency first, ``threads`` (default: all cores), and the compiled-model cache
-    (``cache_dir() / "compiled"``, left out when it cannot be created).
+    (a folder per precision and thread count under ``cache_dir() / "compiled"``, left out
+    when it cannot be created).
 
     Compiling takes seconds (about 10 s for the student at bf16 on 2 cores); with the cache,
     later processes load the compiled model in a fraction of a second.
@@ -110,7 +111,9 @@ def compile_config(precision: str, threads: int | None = None) -> dict[str, Any]
     }
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
-    compiled = cache_dir() / "compiled"
+    # one folder per setting: OpenVINO 2026.4's cache key leaves the precision out, and a
+    # model compiled at fp32 and then, from the same folder, at bf16 crashed the interpreter
+    compiled = cache_dir() / "compiled" / f"{precision}-{threads or 'all'}-threads"
     try:
         compiled.mkdir(parents=True, exist_ok=True)
     except OSError:  # a read-only home only costs the compile next time
@@ -166,7 +169,8 @@ class OpenVinoStudent(ExportedModel):
         """The model compiled for ``precision`` (cached)."""
         if precision not in self._compiled:
             config = compile_config(precision, self.threads)
-            self._compiled[precision] = self._core.compile_model(self._model, "CPU", config)
+            # from the file, so that a cached compile skips reading the model
+            self._compiled[precision] = self._core.compile_model(str(self.path), "CPU", config)
         return self._compiled[precision]
 
     def run(self, x: np.ndarray, precision: str | None = None) -> dict[str, np.ndarray]:

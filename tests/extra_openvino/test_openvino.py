@@ -69,12 +69,17 @@ def test_compiled_models_are_cached_for_the_next_load(static_file, tmp_path, mon
 
     monkeypatch.setenv("B2P_CACHE_DIR", str(tmp_path / "cache"))
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
-    first = OpenVinoStudent(static_file).run(x)["fine"]
-    blobs = list((cache_dir() / "compiled").glob("*.blob"))
-    assert len(blobs) == 1
+    model = OpenVinoStudent(static_file)
+    first = model.run(x)["fine"]
+    blobs = list((cache_dir() / "compiled").rglob("*.blob"))
+    assert [p.parent.name for p in blobs] == ["fp32-all-threads"]
     again = OpenVinoStudent(static_file).run(x)["fine"]  # read from the cache, not a new blob
-    assert list((cache_dir() / "compiled").glob("*.blob")) == blobs
+    assert list((cache_dir() / "compiled").rglob("*.blob")) == blobs
     assert np.array_equal(first, again)
+    # fp32 then bf16 in one process: the bf16 model is compiled for bf16, in its own folder
+    bf16 = model.run(x, precision="bf16")["fine"]
+    assert not np.array_equal(bf16, first)
+    assert len(list((cache_dir() / "compiled").rglob("*.blob"))) == 2
     (tmp_path / "file").write_text("in the way")
     monkeypatch.setenv("B2P_CACHE_DIR", str(tmp_path / "file"))
     assert "CACHE_DIR" not in compile_config("fp32")  # no cache, still runs
