@@ -141,7 +141,7 @@ def test_mobile_sam_encoder_in_openvino_matches_pytorch_and_is_cached(
     assert ov_teacher.describe()["options"]["runtime"] == "openvino"
     cached = sorted(p.suffix for p in cache_dir().iterdir() if p.is_file())
     assert cached == [".bin", ".xml"]
-    assert len(list((cache_dir() / "compiled").glob("*.blob"))) == 1  # the compiled encoder
+    assert len(list((cache_dir() / "compiled").rglob("*.blob"))) == 1  # the compiled encoder
     expected, got = (
         torch_teacher.segment_scored(image, boxes),
         ov_teacher.segment_scored(image, boxes),
