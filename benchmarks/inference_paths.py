@@ -133,13 +133,15 @@ def int8_onnx_paths(
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.items, None)
 
-    exported = folder / f"{type(model).__name__}-int8-source.onnx"
+    name = type(model).__name__  # every file named per model: OpenVINO caches by path
+    exported = folder / f"{name}-int8-source.onnx"
     export_onnx(model, exported, imgsz=side, verify=False)
-    meta = onnx.load(str(exported), load_external_data=False).metadata_props
-    source = folder / "prepared.onnx"  # shapes inferred and graph folded, as onnxruntime advises
+    source_model = onnx.load(str(exported))
+    meta = {p.key: p.value for p in source_model.metadata_props}
+    input_name = source_model.graph.input[0].name
+    source = folder / f"{name}-prepared.onnx"  # shapes inferred, graph folded (ORT's advice)
     quant_pre_process(exported, source)
-    input_name = OnnxStudent(exported).session.get_inputs()[0].name
-    files = {"dynamic": folder / "dynamic.onnx", "static": folder / "static.onnx"}
+    files = {"dynamic": folder / f"{name}-dynamic.onnx", "static": folder / f"{name}-static.onnx"}
     quantize_dynamic(source, files["dynamic"], op_types_to_quantize=["MatMul"],
                      weight_type=QuantType.QInt8)  # fmt: skip
     quantize_static(source, files["static"], Reader(input_name), quant_format=QuantFormat.QDQ,
@@ -147,7 +149,7 @@ def int8_onnx_paths(
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)  # fmt: skip
     for path in files.values():  # the quantisers drop the file's boxes2pixels metadata
         quantised = onnx.load(str(path))
-        quantised.metadata_props.extend(meta)
+        onnx.helper.set_model_props(quantised, meta)
         onnx.save(quantised, str(path))
     threads = torch.get_num_threads()
     out: dict[str, Logits] = {}
@@ -284,7 +286,10 @@ def main() -> None:
         "--int8-onnx", action="store_true", help="also onnxruntime-quantised int8 ONNX files"
     )
     parser.add_argument(
-        "--models", default="student,segformer", help="comma-separated: student, segformer"
+        "--models",
+        default="student,segformer",
+        type=lambda v: [m.strip() for m in v.split(",")],
+        help="comma-separated: student, segformer",
     )
     args = parser.parse_args()
     torch.set_num_threads(1 if args.clock == "cpu" else args.threads or torch.get_num_threads())
@@ -305,7 +310,10 @@ def main() -> None:
             "student": lambda: Student(num_classes=3, backbone_init="random", backbone_mode="full"),
             "segformer": lambda: BaselineModel("segformer", num_classes=3, encoder_init="random"),
         }
-        models: dict[str, Any] = {name: build[name]() for name in args.models.split(",")}
+        unknown = sorted(set(args.models) - set(build))
+        if unknown:
+            parser.error(f"unknown --models {', '.join(unknown)} (use student, segformer)")
+        models: dict[str, Any] = {name: build[name]() for name in args.models}
     side = {"student": args.imgsz, "segformer": args.imgsz // 32 * 32}
     best: dict[str, float] = {}
     for name, model in models.items():

@@ -14,7 +14,8 @@ import pytest
 
 @pytest.fixture(scope="session", autouse=True)
 def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Converted OpenVINO encoders go to a folder of this session, not the user's cache."""
+    """Converted OpenVINO encoders and compiled models go to a folder of this session, not
+    the user's cache."""
     os.environ["B2P_CACHE_DIR"] = str(tmp_path_factory.mktemp("b2p-cache"))
 
 

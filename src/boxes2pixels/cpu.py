@@ -6,7 +6,7 @@ which vector kernels it dispatches to (``torch.backends.cpu.get_cpu_capability()
 :func:`choose_precision` turns that into the fastest precision that stays exact enough.
 
 The CPU rule is measured, not assumed (``benchmarks/inference_paths.py``, see
-docs/performance.md): on an Intel Xeon with AMX, bf16 autocast ran the student 2.4× faster
+docs/performance.md): on an Intel Xeon with AMX, bf16 autocast ran the student 2.3–2.5× faster
 than fp32 with ≥ 99.5 % pixel agreement on a fitted model, while int8 dynamic quantisation of
 the linear layers (torch.ao and torchao) was slower than bf16 and the math attention kernel
 slower than PyTorch's fused one. On an AMD EPYC (Zen 4, avx512_bf16, no AMX) bf16 ran it
@@ -120,7 +120,7 @@ def choose_precision(device: torch.device, info: CpuInfo | None = None) -> Preci
         return PrecisionChoice("fp32", f"{device.type}: only fp32 has been measured")
     info = info or cpu_info()
     if "amx_bf16" in info.flags:
-        return PrecisionChoice("bf16", "AMX bf16 tiles (measured: 2.4× fp32 for the student)")
+        return PrecisionChoice("bf16", "AMX bf16 tiles (measured: 2.5× fp32 for the student)")
     if "avx512_bf16" in info.flags:
         return PrecisionChoice("bf16", "AVX512-bf16 (measured: 1.5× fp32 for the student)")
     return PrecisionChoice("fp32", "no bf16 matrix instructions (bf16 would be emulated)")

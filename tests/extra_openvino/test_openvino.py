@@ -73,8 +73,10 @@ def test_compiled_models_are_cached_for_the_next_load(static_file, tmp_path, mon
     first = model.run(x)["fine"]
     blobs = list((cache_dir() / "compiled").rglob("*.blob"))
     assert [p.parent.name for p in blobs] == ["fp32-all-threads"]
+    written = blobs[0].stat().st_mtime_ns
     again = OpenVinoStudent(static_file).run(x)["fine"]  # read from the cache, not a new blob
     assert list((cache_dir() / "compiled").rglob("*.blob")) == blobs
+    assert blobs[0].stat().st_mtime_ns == written
     assert np.array_equal(first, again)
     # fp32 then bf16 in one process: the bf16 model is compiled for bf16, in its own folder
     bf16 = model.run(x, precision="bf16")["fine"]
@@ -158,9 +160,10 @@ def test_mobile_sam_encoder_in_openvino_matches_pytorch_and_is_cached(
 
 
 def test_training_workers_after_the_openvino_encoder_leave_torch_working(tmp_path) -> None:
-    """Runs after the MobileSAM test above, with its OpenVINO encoder alive. Loader workers
-    forked from this process, one of which fails, crashed the interpreter in the next
-    PyTorch convolution (DeepLabV3's); the loaders now start them from a fork server."""
+    """Meant to run after the MobileSAM test above, in the same process (the crash needed
+    OpenVINO to have run that encoder). Loader workers forked from this process, one of
+    which fails, crashed the interpreter in the next PyTorch convolution (DeepLabV3's); the
+    loaders now start them from a fork server. Run alone, it checks the loader's errors."""
     from torch.utils.data import DataLoader
 
     from boxes2pixels.baselines import BaselineModel

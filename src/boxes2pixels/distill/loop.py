@@ -402,19 +402,23 @@ def _fit_result(state: TrainState, run: Path) -> FitResult:
 
 # ---------------------------------------------------------------------------------- loaders
 def worker_context(data: Dataset, workers: int) -> multiprocessing.context.BaseContext | None:
-    """How the loader starts its workers: PyTorch's default (fork on Linux), except in a
-    process that has loaded OpenVINO (``b2p label``'s encoder, an exported student), where
-    workers come from a fork server that imports the dataset's module once.
+    """How the loader starts its workers: PyTorch's default, except in a process on Linux
+    that has loaded OpenVINO (``b2p label``'s encoder, an exported student), where workers
+    come from a fork server (the dataset must then be picklable, as it must on macOS and
+    Windows) that imports the dataset's module once.
 
     In the test suite, forked workers (one of them failing) after OpenVINO had run
     MobileSAM's encoder crashed the interpreter in the next PyTorch convolution: the exit of a
     child process, handled by the SIGCHLD handler in Python that PyTorch installs for its
     workers, is what set it off. A fork server's workers are not this process's children.
+    The preload list is the fork server's, process-wide; it takes effect when the server
+    starts (the first loader that uses it).
     """
     if workers == 0 or "openvino" not in sys.modules or sys.platform != "linux":
         return None
+    source = getattr(data, "dataset", data)  # a Subset (validation under DDP) wraps it
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["torch", type(data).__module__])
+    context.set_forkserver_preload(["torch", type(source).__module__])
     return context
 
 

@@ -134,9 +134,7 @@ def openvino_encoder(
         teacher, checkpoint, model_type, f"{key}-ov{ov.__version__.split('-')[0]}"
     )
     core = ov.Core()
-    compiled = core.compile_model(
-        core.read_model(str(xml)), "CPU", compile_config(precision, threads)
-    )
+    compiled = core.compile_model(str(xml), "CPU", compile_config(precision, threads))
     return OpenVinoEncoder(compiled, side)
 
 
