@@ -2,8 +2,10 @@
 
 OpenVINO reads the ``.onnx`` file directly (no conversion step) and, on CPUs with bf16 matrix
 instructions, runs it in bf16: on the AMX Xeon of ``docs/performance.md`` the student runs
-about 1.4× faster than PyTorch's fastest exact path (4.1× its fp32). :class:`OpenVinoStudent` is an
-:class:`~boxes2pixels.exported.ExportedModel`: same preprocessing, same label maps.
+about 1.4× faster than PyTorch's fastest exact path (4.1× its fp32). The model is read once
+for its metadata and compiled from the file (see :func:`compile_config` for the cache).
+:class:`OpenVinoStudent` is an :class:`~boxes2pixels.exported.ExportedModel`: same
+preprocessing, same label maps.
 """
 
 from __future__ import annotations
@@ -148,15 +150,15 @@ class OpenVinoStudent(ExportedModel):
             raise CheckpointError(f"{path}: ONNX file not found")
         self._core = ov.Core()
         try:
-            self._model = self._core.read_model(str(path))
+            model = self._core.read_model(str(path))
         except Exception as exc:  # OpenVINO raises its own exception types
             raise CheckpointError(f"{path}: cannot load ONNX model ({exc})") from exc
         key = ["framework", METADATA_KEY]
-        raw = self._model.get_rt_info(key).astype(str) if self._model.has_rt_info(key) else None
-        shape = self._model.inputs[0].get_partial_shape()[0]
+        raw = model.get_rt_info(key).astype(str) if model.has_rt_info(key) else None
+        shape = model.inputs[0].get_partial_shape()[0]
         super().__init__(path, raw, None if shape.is_dynamic else shape.get_length())
         self.threads = threads
-        self.output_names = [o.get_any_name() for o in self._model.outputs]
+        self.output_names = [o.get_any_name() for o in model.outputs]
         self._compiled: dict[str, Any] = {}
         self.precision = resolve_openvino_precision(precision)
         release_at_exit(self)
