@@ -222,3 +222,47 @@ def onnx_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("onnx") / "student.onnx"
     export_onnx(model, path, imgsz=64, dynamic=True)
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# Fault tests (issue 19): run the CLI as a user would and prove the user's files are unchanged.
+# --------------------------------------------------------------------------------------------
+def _tree_digest(folder):
+    """sha256 of every file below ``folder`` (symlinks as their target text), by relative path."""
+    import hashlib
+    from pathlib import Path
+
+    folder = Path(folder)
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        key = p.relative_to(folder).as_posix()
+        if p.is_symlink():
+            out[key] = "link:" + os.readlink(p)
+        elif p.is_file():
+            out[key] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def _invoke_cli(*args):
+    """``b2p ARGS`` in this process -> (exit code, output as one line of words). A Python
+    exception escaping the CLI is re-raised: a traceback is what fault tests rule out."""
+    from typer.testing import CliRunner
+
+    from boxes2pixels.cli.main import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, " ".join(result.output.split())
+
+
+@pytest.fixture(scope="session")
+def tree_digest():
+    """Function: ``tree_digest(folder)`` -> {relative path: sha256} of every file below it."""
+    return _tree_digest
+
+
+@pytest.fixture(scope="session")
+def invoke_cli():
+    """Function: ``invoke_cli(*args)`` -> (exit code, output as one line); raises on a traceback."""
+    return _invoke_cli
