@@ -424,13 +424,17 @@ def test_cli_passes_only_given_flags_and_resume_reuses_the_run_config(
     assert cfg.resume and cfg.epochs == 3 and cfg.imgsz == 56 and cfg.batch == 4  # env > file
 
 
-def test_resume_without_a_finished_epoch_points_to_overwrite(tmp_path: Path) -> None:
+def test_resume_without_a_finished_epoch_starts_again_only_over_its_own_files(
+    tmp_path: Path,
+) -> None:
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("epochs: 2\n")  # what a run killed in epoch 1 leaves
-    assert "--overwrite" in run_dir_problem(run, resume=True, overwrite=False)
+    assert run_dir_problem(run, resume=True, overwrite=False) == ""
     assert "--overwrite" in run_dir_problem(run, resume=False, overwrite=False)
     assert run_dir_problem(run, resume=False, overwrite=True) == ""
-    assert "--overwrite" in resume_hint(run)
+    assert "epoch 1" in resume_hint(run)
+    (run / "notes.txt").write_text("mine")  # not a file a run writes: never replaced
+    assert "notes.txt" in run_dir_problem(run, resume=True, overwrite=False)
     (run / "last.ckpt").write_bytes(b"")
     assert "--resume" in resume_hint(run) and "last.ckpt" in resume_hint(run)

@@ -119,6 +119,41 @@ def _make_parent(path: Path) -> None:
         ) from exc
 
 
+def _check_size_limit(path: Path) -> None:
+    """Raise ``EFBIG`` when ``path`` reached the process's file size limit (``ulimit -f``).
+
+    Some writers in C (PIL's JPEG encoder) ignore a short ``write`` at that limit and return
+    success with a truncated file; a file that ends exactly at the limit is not trusted.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows has no file size limit to hit
+        return
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and path.stat().st_size >= limit:
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically and check that every byte reached the file.
+
+    Raises:
+        WriteError: the disk cannot take the file, or fewer bytes than ``len(data)`` were
+            written (``path`` is unchanged).
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        written = tmp.stat().st_size
+        if written != len(data):
+            raise WriteError(
+                f"{path}: cannot write the file: {written} of {len(data)} bytes reached the "
+                "disk. Nothing half-written is left behind; make room (or choose another "
+                "output folder) and run the command again."
+            )
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is renamed onto ``path``.
@@ -144,6 +179,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         with reported_write_errors(path):
             yield tmp_path
+            _check_size_limit(tmp_path)
             # mkstemp (and writers that recreate the file) leave 0600: make it a normal file
             os.chmod(tmp_path, 0o666 & ~_UMASK)
             _fsync_file(tmp_path)

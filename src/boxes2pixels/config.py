@@ -67,7 +67,9 @@ class TrainConfig(BaseSettings):
         "human-corrected images of every split, against their corrected masks (best epoch "
         "and early stopping then follow them)",
     )
-    resume: bool = Field(False, description="continue from RUN_DIR/last.ckpt")
+    resume: bool = Field(
+        False, description="continue from RUN_DIR/last.ckpt (from epoch 1 when none was saved)"
+    )
     overwrite: bool = Field(False, description="allow writing into a non-empty RUN_DIR")
 
     # --- schedule ---------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
 import shutil
 import struct
@@ -15,7 +16,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .atomic import atomic_path as atomic_path  # re-exported: writers import it from here
-from .errors import ImageReadError
+from .atomic import write_bytes_atomic as write_bytes_atomic
+from .errors import DatasetError, ImageReadError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # What PIL raises for a missing, corrupt or hostile file; DecompressionBombError is a file
@@ -160,9 +162,8 @@ def load_torch_weights(path: str | Path, expected: str) -> Any:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    """Write ``text`` (UTF-8) to ``path`` atomically, checking every byte was written."""
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
@@ -186,35 +187,83 @@ def write_mask(path: str | Path, mask: np.ndarray, palette: bool = False) -> Non
     if palette:
         img = img.convert("P")
         img.putpalette(label_palette())
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
+    write_bytes_atomic(path, _encoded(img, "PNG"))
 
 
-def read_mask(path: str | Path) -> np.ndarray:
+def read_mask(path: str | Path, num_classes: int | None = None) -> np.ndarray:
     """Read a label-map PNG as H×W ``uint8`` class indices: a plain grayscale PNG's values, or
-    a palette PNG's indices (the palette is ignored; masks written before 0.2 have one)."""
+    a palette PNG's indices (the palette is ignored; masks written before 0.2 have one).
+
+    A 16-bit PNG is read when every value fits in 8 bits. With ``num_classes``, every value
+    must be a class (``0..num_classes - 1``) or 255 (ignore).
+
+    Raises:
+        ImageReadError: missing, unreadable, not single-channel, or a value above 255 (a
+            16-bit mask is never wrapped into 8 bits: its annotations would vanish).
+        DatasetError: a value that is not a class of the dataset (with ``num_classes``).
+    """
     path = Path(path)
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode not in ("P", "L"):
-                if img.mode in ("I;16", "I", "I;16B", "I;16L"):
-                    return np.asarray(img).astype(np.uint8)
+            if img.mode in ("P", "L"):
+                mask = np.array(img, dtype=np.uint8)
+            elif img.mode in ("I;16", "I", "I;16B", "I;16L"):
+                mask = _narrowed(path, np.asarray(img))
+            else:
                 raise ImageReadError(
                     f"{path}: a mask must be a single-channel PNG of class indices, "
                     f"got mode {img.mode}"
                 )
-            return np.array(img, dtype=np.uint8)
     except FileNotFoundError as exc:
         raise ImageReadError(f"{path}: mask file not found") from exc
     except _IMAGE_ERRORS as exc:
         raise ImageReadError(f"{path}: cannot read mask ({exc})") from exc
+    if num_classes is not None:
+        check_label_values(mask, num_classes, path)
+    return mask
+
+
+def _narrowed(path: Path, values: np.ndarray) -> np.ndarray:
+    """A wide (16/32-bit) mask as ``uint8``, or an error naming the file when a value does not
+    fit."""
+    wide = (values < 0) | (values > 255)
+    if wide.any():
+        raise ImageReadError(
+            f"{path}: a 16-bit mask holding label value {int(values[wide].max())}; masks are "
+            "8-bit class indices (0 background, k+1 class k, 255 ignore). Convert it to 8-bit "
+            "with one value per class; it was not read, so no annotation is lost silently."
+        )
+    return values.astype(np.uint8)
+
+
+def check_label_values(mask: np.ndarray, num_classes: int, where: str | Path) -> None:
+    """Raise ``DatasetError`` naming ``where`` when ``mask`` holds a value that is neither a
+    class ``0..num_classes - 1`` nor 255 (ignore)."""
+    bad = (mask >= num_classes) & (mask != 255)
+    if bad.any():
+        raise DatasetError(
+            f"{where}: holds label value {int(mask[bad].max())}, but the dataset has values "
+            f"0..{num_classes - 1} (and 255 = ignore)"
+        )
 
 
 def write_rgb(path: str | Path, image: np.ndarray) -> None:
-    """Write an RGB ``uint8`` image (PNG or JPEG by suffix) atomically."""
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(image)).save(tmp)
+    """Write an RGB ``uint8`` image (format by suffix: PNG, JPEG, ...) atomically, checking
+    every byte was written."""
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image suffix {path.suffix!r}")
+    write_bytes_atomic(path, _encoded(Image.fromarray(np.ascontiguousarray(image)), fmt))
+
+
+def _encoded(img: Image.Image, fmt: str) -> bytes:
+    """``img`` encoded as ``fmt`` in memory: PIL's encoders in C ignore a short write to a
+    file (a full disk or ``ulimit -f``), so the bytes are written and checked by Python."""
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
 
 
 def list_images(source: str | Path | Sequence[str | Path]) -> list[Path]:

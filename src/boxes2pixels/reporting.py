@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from . import viz
-from .io import atomic_path, write_text_atomic
+from .io import write_bytes_atomic, write_text_atomic
 
 METRIC_LABELS: dict[str, str] = {
     "miou": "mIoU",
@@ -195,8 +195,7 @@ def write_document(
     """
     out = Path(out)
     for pic in doc.pictures:
-        with atomic_path(out / files_dir / pic.name) as tmp:
-            tmp.write_bytes(pic.png)
+        write_bytes_atomic(out / files_dir / pic.name, pic.png)
     written = [out / f"{stem}.md"]
     write_text_atomic(written[0], doc.to_markdown(files_dir))
     if with_html:

@@ -119,7 +119,12 @@ def train(
         ),
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in RUN_DIR from last.ckpt.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in RUN_DIR from last.ckpt (from epoch 1 when the run was "
+            "stopped before its first epoch was saved).",
+        ),
     ] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the results of an earlier run in RUN_DIR.")
@@ -187,6 +192,7 @@ def train(
 
 
 def _announce(cfg: TrainConfig, config_file: Path | None) -> None:
+    from ..distill.checkpoint import resumable
     from ..student.backbone import collapse_warning
 
     source = f" (settings from {config_file})" if config_file else ""
@@ -211,6 +217,11 @@ def _announce(cfg: TrainConfig, config_file: Path | None) -> None:
     problem = collapse_warning(cfg.backbone_init, cfg.backbone_mode, cfg.train_layerscale)
     if problem:
         say("[yellow]warning[/]: ", problem)
+    if cfg.resume and not resumable(cfg.out):
+        say(
+            "[yellow]note[/]: ",
+            f"nothing to resume in {cfg.out} (no epoch was saved): starting from epoch 1",
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DatasetError
 from ..geometry import letterbox, letterbox_mask
-from ..io import read_image, read_mask
+from ..io import check_label_values, read_image, read_mask
 from .crops import WindowSampler
 from .transforms import JointTransform
 from .yolo import YoloDataset, load_data_yaml
@@ -136,13 +136,7 @@ class PseudoMaskDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 f"{mask_path}: mask is {mask.shape[1]}×{mask.shape[0]} but image {image_path} "
                 f"is {image.shape[1]}×{image.shape[0]}"
             )
-        max_value = self.data.num_classes - 1
-        bad = (mask > max_value) & (mask != 255)
-        if bad.any():
-            raise DatasetError(
-                f"{mask_path}: holds label value {int(mask[bad].max())}, but the dataset has "
-                f"values 0..{max_value} (and 255 = ignore)"
-            )
+        check_label_values(mask, self.data.num_classes, mask_path)
         return image, mask
 
     def _window_item(

@@ -61,20 +61,21 @@ class Stateful(Protocol):
 def run_dir_problem(run: Path, resume: bool, overwrite: bool) -> str:
     """Why ``run`` cannot be used as a run directory (an empty string when it can).
 
-    A new run needs a missing or empty directory unless ``overwrite``; ``resume`` needs
-    ``run/last.ckpt``.
+    A new run needs a missing or empty directory unless ``overwrite``. ``resume`` continues
+    from ``run/last.ckpt``; without one (killed before its first epoch was saved) the run
+    starts again from epoch 1, which needs a folder holding only this run's own files.
     """
     run = Path(run)
-    if resume:
-        ckpt = run / CHECKPOINT_NAME
-        if ckpt.is_file():
-            return ""
-        return (
-            f"{ckpt}: nothing to resume (no epoch of this run finished); start the run again "
-            "with --overwrite instead of --resume"
-        )
     if run.exists() and not run.is_dir():
         return f"{run}: exists and is not a directory"
+    if resume:
+        foreign = sorted(_foreign_files(run)) if not resumable(run) else []
+        if foreign:
+            return (
+                f"{run}: nothing to resume (no {CHECKPOINT_NAME}) and the folder holds files "
+                f"that are not this run's ({', '.join(foreign[:3])}); choose another --out"
+            )
+        return ""
     if run.is_dir() and any(run.iterdir()) and not overwrite:
         return (
             f"{run}: run directory is not empty; pass --resume to continue the run in it, "
@@ -83,9 +84,22 @@ def run_dir_problem(run: Path, resume: bool, overwrite: bool) -> str:
     return ""
 
 
+def resumable(run: Path) -> bool:
+    """True when ``run`` holds a checkpoint to resume from (at least one epoch finished)."""
+    return (Path(run) / CHECKPOINT_NAME).is_file()
+
+
+def _foreign_files(run: Path) -> list[str]:
+    """Names in ``run`` that a training run does not write (nothing when it does not exist)."""
+    if not run.is_dir():
+        return []
+    own = {*RUN_OUTPUTS, _BEST_TMP, _BEST_OLD}
+    return [p.name for p in run.iterdir() if p.name not in own and not p.name.startswith(".")]
+
+
 def resume_hint(run: Path) -> str:
-    """What to do after the run in ``run`` was interrupted: resume it, or start it again
-    when no epoch finished."""
+    """What to do after the run in ``run`` was interrupted: resume it (from its last finished
+    epoch, or from the start when none finished)."""
     ckpt = Path(run) / CHECKPOINT_NAME
     if ckpt.is_file():
         return (
@@ -93,8 +107,8 @@ def resume_hint(run: Path) -> str:
             "--resume (the interrupted epoch starts again from its beginning)."
         )
     return (
-        "no epoch had finished, so there is nothing to resume; run the same command with "
-        "--overwrite to start again."
+        "no epoch had finished; the same command with --resume starts the run again from "
+        "epoch 1."
     )
 
 
@@ -102,7 +116,8 @@ def prepare_run_dir(config: TrainConfig, ddp: DDPContext) -> Path | None:
     """Check the run directory (rank 0 decides) and write ``config.yaml`` into it.
 
     Returns:
-        The checkpoint to resume from, or None for a new run.
+        The checkpoint to resume from, or None for a new run (also for ``resume`` when no
+        epoch was saved: the run's earlier files are then replaced).
 
     Raises:
         Boxes2PixelsError: the directory cannot be used (see :func:`run_dir_problem`).
@@ -111,14 +126,15 @@ def prepare_run_dir(config: TrainConfig, ddp: DDPContext) -> Path | None:
     problem = run_dir_problem(run, config.resume, config.overwrite) if ddp.is_main else ""
     if ddp.from_main(bool(problem)):
         raise Boxes2PixelsError(problem or f"{run}: rank 0 refused the run directory")
+    resume = ddp.from_main(bool(config.resume) and resumable(run))  # rank 0 decides
     if ddp.is_main:
         run.mkdir(parents=True, exist_ok=True)
         clean_run_dir(run)
-        if not config.resume and config.overwrite:
+        if not resume and (config.overwrite or config.resume):
             remove_outputs(run, RUN_OUTPUTS)
         write_text_atomic(run / CONFIG_NAME, config.to_yaml())
     ddp.barrier()
-    return run / CHECKPOINT_NAME if config.resume else None
+    return run / CHECKPOINT_NAME if resume else None
 
 
 def write_metrics(run: Path, history: list[dict[str, Any]]) -> None:

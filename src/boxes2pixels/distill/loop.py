@@ -146,7 +146,7 @@ class Distiller:
 
         Raises:
             Boxes2PixelsError: the run directory is not empty (without resume/overwrite),
-                there is nothing to resume, or the data does not fit the student.
+                or the data does not fit the student.
             CheckpointError: the checkpoint to resume from is unusable or was written with
                 another number of processes.
         """
@@ -254,15 +254,17 @@ class Distiller:
             patience=cfg.patience,
         )  # fmt: skip
         if self.ddp.is_main:
+            # best model, then the checkpoint, then the metrics row that announces the
+            # epoch: a kill between them never leaves a row whose epoch --resume cannot see
             run = Path(cfg.out)
             if improved:
                 save_best(parts.ema.module, run, row)
-            write_metrics(run, state.history)
-            if writer is not None:
-                log_tensorboard(writer, row)
             save_checkpoint(
                 run / CHECKPOINT_NAME, state, parts.stateful(), cfg, self.ddp.world_size
             )
+            write_metrics(run, state.history)
+            if writer is not None:
+                log_tensorboard(writer, row)
         progress.finish(task, row)
         self.ddp.barrier()
 

@@ -19,7 +19,7 @@ from ..data.yolo import load_data_yaml
 from ..errors import Boxes2PixelsError
 from ..student import Student
 from ..student.backbone import no_backbone_weights
-from .checkpoint import CONFIG_NAME, run_dir_problem
+from .checkpoint import CONFIG_NAME, resumable, run_dir_problem
 from .corrected import corrected_images, corrected_val_data, train_repeats
 from .ddp import launched_as_main
 from .loop import Distiller
@@ -136,7 +136,10 @@ def train(config: TrainConfig) -> FitResult:
             raise Boxes2PixelsError(problem)
     train_data, val_data = build_datasets(config)
     torch.manual_seed(config.seed)
-    student = build_student(config, train_data.class_names, load_backbone_weights=not config.resume)
+    # a resumed run takes every weight from its checkpoint; a run with nothing to resume
+    # starts again and needs its backbone weights like a new one
+    resuming = bool(config.resume) and resumable(Path(config.out))
+    student = build_student(config, train_data.class_names, load_backbone_weights=not resuming)
     return Distiller(student, config).fit(train_data, val_data)
 
 

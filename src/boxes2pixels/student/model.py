@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 from ..hub import describe_location, hub_download
-from ..io import atomic_path
+from ..io import atomic_path, write_text_atomic
 from ..weights_file import load_weights, write_weights
 from .backbone import (
     BACKBONE_INITS,
@@ -354,16 +354,10 @@ class Student(
         save_directory = Path(save_directory)
         save_directory.mkdir(parents=True, exist_ok=True)
         config = dict(config if config is not None else self._hub_mixin_config)
-        files = {
-            WEIGHTS_NAME: self._write_weights,
-            CONFIG_NAME: lambda p: p.write_text(json.dumps(config, indent=2) + "\n", "utf-8"),
-            CARD_NAME: lambda p: p.write_text(
-                self.model_card(**(model_card_kwargs or {})), "utf-8"
-            ),
-        }
-        for name, writer in files.items():
-            with atomic_path(save_directory / name) as tmp_path:
-                writer(tmp_path)
+        with atomic_path(save_directory / WEIGHTS_NAME) as tmp_path:
+            self._write_weights(tmp_path)
+        write_text_atomic(save_directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+        write_text_atomic(save_directory / CARD_NAME, self.model_card(**(model_card_kwargs or {})))
         if push_to_hub:
             kwargs = dict(push_to_hub_kwargs)
             kwargs["config"] = config

@@ -19,7 +19,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from ...errors import ConfigError, DatasetError
-from ...io import atomic_path, remove_outputs, write_json_atomic, write_mask, write_text_atomic
+from ...io import (
+    remove_outputs,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_mask,
+    write_text_atomic,
+)
 from .config import CLASS_NAMES, DEFAULT_SIZE, SynthConfig
 from .scene import Scene, SynthDefect, render_scene
 
@@ -215,8 +221,7 @@ def generate_dataset(
 
 
 def _write_scene(out: Path, split: str, name: str, scene: Scene, empty_label_file: bool) -> None:
-    with atomic_path(out / "images" / split / f"{name}.jpg") as tmp:
-        tmp.write_bytes(scene.jpeg_bytes())
+    write_bytes_atomic(out / "images" / split / f"{name}.jpg", scene.jpeg_bytes())
     write_mask(out / "gt_masks" / split / f"{name}.png", scene.mask)
     text = scene.label_text()
     label = out / "labels" / split / f"{name}.txt"
