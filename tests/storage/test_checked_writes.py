@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from boxes2pixels.errors import DatasetError, ImageReadError, WriteError
-from boxes2pixels.io import read_mask, write_mask, write_rgb, write_text_atomic
+from boxes2pixels.io import read_mask, write_rgb, write_text_atomic
 
 
 @contextmanager
@@ -53,9 +53,7 @@ def test_pil_itself_truncates_a_jpeg_silently_at_the_size_limit(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png"])
-def test_write_rgb_is_complete_or_an_error_at_every_size_limit(
-    tmp_path: Path, suffix: str
-) -> None:
+def test_write_rgb_is_complete_or_an_error_at_every_size_limit(tmp_path: Path, suffix: str) -> None:
     image = _noise()
     reference = tmp_path / f"ref{suffix}"
     write_rgb(reference, image)
@@ -94,7 +92,7 @@ def test_write_text_checks_the_bytes_that_reached_the_disk(
         return real_open(path, mode, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", short_open)
-    with pytest.raises(WriteError, match="report.json"):
+    with pytest.raises(WriteError, match=r"report\.json"):
         write_text_atomic(target, "x" * 10_000)
     monkeypatch.undo()
     assert target.read_text() == "old"
