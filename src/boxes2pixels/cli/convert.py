@@ -48,7 +48,7 @@ def convert_command(
 
       b2p convert predictions --split val --to coco --data data.yaml --out coco_pred
     """
-    from ..convert_folder import convert_masks
+    from ..convert_folder import convert_masks, listed
 
     summary = convert_masks(
         masks,
@@ -61,6 +61,14 @@ def convert_command(
     )
     for path, reason in summary.skipped:
         say("[yellow]skipped[/] ", f"{path}: {reason}")
+    if summary.unmatched:
+        say(
+            "[yellow]warning:[/] ",
+            f"{len(summary.unmatched)} mask(s) belong to no image of {data} and were not "
+            f"converted (renamed or deleted images?): {listed(summary.unmatched)}",
+        )
+    for split_name in summary.empty_splits:
+        say("[yellow]warning:[/] ", f"split {split_name}: no image converted, no file written")
     for split_name, root in summary.image_roots.items():
         say(f"[dim]{split_name}: file_name entries are relative to[/] ", str(root))
     counts = ", ".join(f"{s} {n}" for s, n in summary.images.items()) or "no images"

@@ -14,11 +14,10 @@ bundle folder (its ``masks/``) after editing the PNGs.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from ..convert import masks_to_coco
+from ..convert import copy_file_atomic, masks_to_coco
 from ..io import read_mask, write_json_atomic, write_mask
 from .queue import ImageReview
 
@@ -50,9 +49,7 @@ def write_bundle(
     files = []
     for review in reviews:
         name = bundle_name(review)
-        target = out / "images" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(review.image, target)
+        copy_file_atomic(Path(review.image), out / "images" / name)
         write_mask(out / "masks" / review.key, read_mask(review.mask))
         files.append(name)
     coco = masks_to_coco(

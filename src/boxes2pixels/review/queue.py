@@ -17,7 +17,7 @@ import numpy as np
 
 from ..data.yolo import YoloDataset, load_data_yaml
 from ..errors import DatasetError
-from ..io import read_image, read_mask, write_json_atomic, write_text_atomic
+from ..io import image_size, read_image, read_mask, write_json_atomic, write_text_atomic
 from ..models import backbone_is_random, load_model
 from .model import MissedDefect, missed_defects, model_view
 from .signals import SIGNALS, BoxSignals, DoubtSettings, box_signals, doubt_score, image_signals
@@ -233,7 +233,8 @@ def review_split(
         on_image: called as ``on_image(done, total)`` after each image.
 
     Raises:
-        DatasetError: the split is unknown, or an image has no pseudo-mask.
+        DatasetError: the split is unknown, or an image has no pseudo-mask or one of
+            another size.
     """
     ds = data if isinstance(data, YoloDataset) else load_data_yaml(data)
     settings = settings or DoubtSettings()
@@ -252,16 +253,16 @@ def review_split(
                 f"{mask_path}: no pseudo-mask for image {image_path} (run b2p label first)"
             )
         mask = read_mask(mask_path)
-        labels = ds.labels(image_path)
         height, width = mask.shape
-        view = None
-        if model is not None:
-            view = model_view(model, read_image(image_path), imgsz)
-            if view.labels.shape != mask.shape:
-                raise DatasetError(
-                    f"{mask_path}: mask is {width}×{height} but image {image_path} is "
-                    f"{view.labels.shape[1]}×{view.labels.shape[0]}"
-                )
+        image_w, image_h = image_size(image_path)
+        if (image_w, image_h) != (width, height):
+            raise DatasetError(
+                f"{mask_path}: the pseudo-mask is {width}×{height} but its image {image_path} "
+                f"is {image_w}×{image_h} (a mask of another image or another size); relabel "
+                "the split with b2p label. Nothing was written"
+            )
+        labels = ds.labels(image_path)
+        view = None if model is None else model_view(model, read_image(image_path), imgsz)
         key = f"{split}/{name}"
         scores = (teacher_scores or {}).get(key)
         if scores is not None and len(scores) != len(labels):

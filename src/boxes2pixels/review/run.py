@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..convert_folder import check_output_folder
 from ..data.yolo import load_data_yaml
-from ..errors import DatasetError
 from ..models import load_model
 from .bundle import write_bundle
 from .gallery import gallery_document, write_gallery
@@ -65,7 +65,7 @@ def review_dataset(
     Args:
         data_yaml: the dataset's ``data.yaml``.
         masks: the pseudo-mask folder written by ``b2p label``.
-        out: output folder (must not be the mask folder).
+        out: output folder, not the dataset's or the masks' folder nor inside one of them.
         split: the split to review.
         model: a model or what :func:`~boxes2pixels.models.load_model` loads; ``None``: the
             signals that need a model are left out.
@@ -77,13 +77,14 @@ def review_dataset(
         on_image: progress callback ``on_image(done, total)``.
 
     Raises:
-        DatasetError: unknown split, missing masks, or ``out`` inside the mask folder.
+        ConfigError: ``out`` is or lies inside the dataset or the masks folder.
+        DatasetError: unknown split, or a missing pseudo-mask or one of another size
+            (checked before anything is written).
         CheckpointError: the model cannot be loaded.
     """
     ds = load_data_yaml(data_yaml)
     masks, out = Path(masks), Path(out)
-    if out.resolve() == masks.resolve() or masks.resolve() in out.resolve().parents:
-        raise DatasetError(f"{out}: --out must lie outside the mask folder {masks}")
+    check_output_folder(out, ds, masks, containing=False)
     loaded = None if model is None else load_model(model, device=device)
     queue = review_split(
         ds,
@@ -97,13 +98,13 @@ def review_dataset(
     )
     if model is not None:
         queue.model = describe_model(model, loaded)
-    csv_path, json_path = queue.write(out)
     chosen = [r for r in queue.top(top) if r.score > 0]
+    doc = gallery_document(  # drawn before the first write: a failure leaves earlier files
+        queue, chosen, loaded, imgsz, _commands(ds.yaml_path, masks, out / BUNDLE_DIR, split)
+    )
+    csv_path, json_path = queue.write(out)
     bundle = None
     if chosen:
         bundle = out / BUNDLE_DIR
         write_bundle(chosen, ds.names, bundle, encoding)
-    doc = gallery_document(
-        queue, chosen, loaded, imgsz, _commands(ds.yaml_path, masks, out / BUNDLE_DIR, split)
-    )
     return ReviewResult(queue, csv_path, json_path, write_gallery(doc, out), bundle)

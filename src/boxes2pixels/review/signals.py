@@ -26,6 +26,7 @@ and a signal's *share* is its part ``w_s · v_s / Σ w`` of the score divided by
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -74,8 +75,8 @@ class DoubtSettings:
             raise ConfigError(
                 f"unknown doubt signal(s) {', '.join(unknown)} (known: {', '.join(SIGNALS)})"
             )
-        if any(w < 0 for w in self.weights.values()):
-            raise ConfigError(f"doubt weights must not be negative, got {dict(self.weights)}")
+        if not all(math.isfinite(w) and w >= 0 for w in self.weights.values()):
+            raise ConfigError(f"doubt weights must be finite and ≥ 0, got {dict(self.weights)}")
         if not 0 < self.low < self.high < 1:
             raise ConfigError(f"need 0 < low < high < 1, got low {self.low}, high {self.high}")
         object.__setattr__(self, "weights", {**DEFAULT_WEIGHTS, **self.weights})
@@ -84,8 +85,12 @@ class DoubtSettings:
 def parse_weights(spec: str | None) -> dict[str, float]:
     """``"coverage=1,missed=0.2"`` → weights; ``None`` or ``""`` → the defaults.
 
+    A weight is a finite number ≥ 0 (0 turns a signal off); a negative weight would rank the
+    most doubtful masks last, and NaN or infinity would make every score NaN or infinite.
+
     Raises:
-        ConfigError: a malformed pair, an unknown signal or a negative weight.
+        ConfigError: naming ``--weights`` and the pair: a malformed pair, an unknown signal,
+            a negative, NaN or infinite weight, or every weight 0 (nothing would be scored).
     """
     weights = dict(DEFAULT_WEIGHTS)
     for pair in (spec or "").split(","):
@@ -94,12 +99,27 @@ def parse_weights(spec: str | None) -> dict[str, float]:
         name, sep, value = pair.partition("=")
         name = name.strip()
         try:
-            weights[name] = float(value)
+            weight = float(value)
         except ValueError:
             sep = ""
         if not sep:
             raise ConfigError(f"--weights takes NAME=VALUE pairs like coverage=1, got '{pair}'")
-    DoubtSettings(weights=weights)  # validates names and signs
+        if name not in SIGNALS:
+            raise ConfigError(
+                f"--weights: unknown doubt signal '{name}' in '{pair.strip()}' "
+                f"(known: {', '.join(SIGNALS)})"
+            )
+        if not math.isfinite(weight) or weight < 0:
+            raise ConfigError(
+                f"--weights: the weight of {name} must be a finite number ≥ 0 (0 turns the "
+                f"signal off), got '{value.strip()}'"
+            )
+        weights[name] = weight
+    if not any(weights.values()):
+        raise ConfigError(
+            f"--weights: every weight is 0 ('{spec}'), so every image would score 0; "
+            "give at least one signal a weight above 0"
+        )
     return weights
 
 
