@@ -61,3 +61,7 @@ class WeightsUnavailableError(Boxes2PixelsError):
 
 class DemoError(Boxes2PixelsError):
     """The demo folder or the demo's options are unusable."""
+
+
+class HubError(Boxes2PixelsError):
+    """The Hugging Face Hub cannot be reached or refused an upload (the repository is named)."""

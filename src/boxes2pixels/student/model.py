@@ -15,7 +15,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import Boxes2PixelsError, CheckpointError, ConfigError, HubError
 from ..hub import describe_location, hub_download
 from ..io import atomic_path, write_text_atomic
 from ..weights_file import load_weights, write_weights
@@ -381,6 +381,30 @@ class Student(
         from huggingface_hub import ModelCard
 
         return ModelCard(self.model_card(**kwargs))
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:  # type: ignore[override]
+        """Upload the model (weights, config, card) to the Hugging Face Hub repository
+        ``repo_id``; the arguments are ``PyTorchModelHubMixin.push_to_hub``'s.
+
+        Raises:
+            HubError: the Hub cannot be reached (offline, no network), the token is missing
+                or refused, or the upload failed; the message names ``repo_id``.
+        """
+        from ..hub import hub_offline
+
+        try:
+            return super().push_to_hub(repo_id, **kwargs)
+        except Boxes2PixelsError:
+            raise
+        except Exception as exc:  # network, offline mode, auth, refused upload
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            offline = " HF_HUB_OFFLINE is set." if hub_offline() else ""
+            raise HubError(
+                f"cannot push the model to the Hugging Face Hub repository '{repo_id}' "
+                f"({type(exc).__name__}: {first[:200]}).{offline} Check the network, "
+                "`hf auth login` (or HF_TOKEN) and the repository name; the model folder "
+                "written by save_pretrained is unaffected."
+            ) from exc
 
     def model_card(self, dataset: str | None = None, notes: str | None = None, **_: Any) -> str:
         """Markdown model card: architecture, initialisation, classes, usage and metrics."""
