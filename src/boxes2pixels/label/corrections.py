@@ -17,6 +17,12 @@ A file is matched to the image whose ``<split>/<mask name>`` ends with the file'
 path (with ``.png``), or whose key the file's path ends with: ``train/a.png``,
 ``masks/train/a.png`` and ``a.png`` (when only one image is called ``a``) all name
 ``train/a.png``.
+
+An import is all or nothing: every corrected mask is checked and written into a staging
+folder (``<out>/.parts/corrections-*.staged/``) first; the part file that records them all
+is then written atomically (the commit), and only then are the staged masks moved onto the
+teacher's. A failure before the commit (a bad file, a full disk) leaves the masks folder as
+it was; a crash after it is finished by the next run (:func:`finish_corrections`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -34,10 +41,11 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import STALE_AFTER_S, fsync_dir, reported_write_errors
 from ..convert import coco_to_masks
 from ..data.yolo import YoloDataset
-from ..errors import DatasetError
-from ..io import image_size, read_mask, write_mask
+from ..errors import Boxes2PixelsError, DatasetError
+from ..io import image_size, read_mask, write_mask, write_text_atomic
 from ..teachers.base import box_pixel_ranges
 from .records import PARTS_DIR, WorkItem, read_parts, work_items
 
@@ -45,6 +53,8 @@ logger = logging.getLogger("boxes2pixels.label")
 
 BUNDLE_MASKS = "masks"
 """Sub-folder of a review bundle holding its PNG masks."""
+STAGED = ".staged"
+"""Suffix of an import's staging folder in ``.parts/`` (next to its ``.jsonl`` record)."""
 
 
 @dataclass
@@ -79,18 +89,55 @@ def _match(rel: str, keys: Sequence[str], where: str) -> str | None:
     return found[0] if found else None
 
 
+def _check_image_ids(source: Path) -> None:
+    """Refuse a COCO file with an annotation whose ``image_id`` no image entry has."""
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+        ids = {int(image["id"]) for image in data["images"]}
+        refs = [(ann.get("id"), int(ann["image_id"])) for ann in data.get("annotations", [])]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return  # coco_to_masks names the file and what is wrong with it
+    for ann_id, image_id in refs:
+        if image_id not in ids:
+            raise DatasetError(
+                f"{source}: annotation {ann_id} has image_id {image_id}, but no image entry "
+                f"has id {image_id} in its images list; add that image or remove the "
+                "annotation"
+            )
+
+
+def _mask_files(root: Path) -> list[Path]:
+    """The PNG masks below ``root``; any other file (hidden ones aside) is an error."""
+    files = [
+        path
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not any(p.startswith(".") for p in path.relative_to(root).parts)
+    ]
+    others = [path for path in files if path.suffix.lower() != ".png"]
+    if others:
+        more = f" (and {len(others) - 1} more such files)" if len(others) > 1 else ""
+        raise DatasetError(
+            f"{others[0]}: not a PNG mask{more}. A corrections folder holds label-map PNGs "
+            "only (0 background, k+1 class k, 255 ignore); a COCO annotation file is passed "
+            "itself as --corrections FILE.json. Save the correction as PNG (JPEG changes the "
+            f"label values) or move the file out of {root}."
+        )
+    return files
+
+
 def _sources(source: Path, names: Sequence[str]) -> Iterator[tuple[str, str, np.ndarray]]:
     """``(where, relative name, label map)`` of every corrected mask in ``source``."""
     if source.is_file():
         if source.suffix.lower() != ".json":
             raise DatasetError(f"{source}: corrections are a COCO .json file or a mask folder")
+        _check_image_ids(source)
         for name, label_map in coco_to_masks(source, names=names).items():
             yield str(source), name, label_map
         return
     if not source.is_dir():
         raise DatasetError(f"{source}: no such corrections file or folder")
     root = source / BUNDLE_MASKS if (source / BUNDLE_MASKS).is_dir() else source
-    for path in sorted(root.rglob("*.png")):
+    for path in _mask_files(root):
         yield str(path), path.relative_to(root).as_posix(), read_mask(path)
 
 
@@ -131,45 +178,114 @@ def _record(item: WorkItem, ds: YoloDataset, label_map: np.ndarray, where: str) 
     }
 
 
+def _stage(
+    source: Path, ds: YoloDataset, items: dict[str, WorkItem], staged: Path
+) -> tuple[CorrectionImport, list[dict[str, Any]]]:
+    """Check every corrected mask of ``source`` and write it to ``staged/<key>``; the import's
+    summary and the records to commit."""
+    result = CorrectionImport(source)
+    records: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+    for where, rel, label_map in _sources(source, ds.names):
+        named = where if where.endswith(rel) else f"{where} ({rel})"
+        key = _match(rel, list(items), named)
+        if key is None:
+            result.unmatched.append(named)
+            continue
+        if key in seen:
+            raise DatasetError(f"{named}: corrects {key}, as {seen[key]} does; keep one of them")
+        seen[key] = named
+        item = items[key]
+        _check(label_map, item, named, ds.num_classes)
+        records.append(_record(item, ds, label_map, named))
+        write_mask(staged / key, label_map)
+        result.corrected.append(key)
+    return result, records
+
+
+def _move_staged(staged: Path, out: Path) -> int:
+    """Move every mask of ``staged`` onto its place in ``out``, then remove ``staged``;
+    returns how many were moved."""
+    moved = 0
+    folders: set[Path] = set()
+    for path in sorted(staged.rglob("*.png")):
+        target = out / path.relative_to(staged)
+        with reported_write_errors(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(path, target)
+            except FileNotFoundError:
+                continue  # another process finishing the same import moved it first
+        folders.add(target.parent)
+        moved += 1
+    for folder in folders:
+        fsync_dir(folder)
+    shutil.rmtree(staged, ignore_errors=True)
+    return moved
+
+
+def finish_corrections(out: str | Path) -> list[str]:
+    """Finish imports that a crash stopped after their commit (move their staged masks into
+    place) and remove the staging folders of uncommitted ones left for a while; one line per
+    finished import."""
+    done: list[str] = []
+    parts = Path(out) / PARTS_DIR
+    for staged in sorted(parts.glob(f"corrections-*{STAGED}")):
+        record = staged.with_suffix(".jsonl")
+        if record.is_file():
+            moved = _move_staged(staged, Path(out))
+            done.append(f"{moved} corrected mask(s) recorded in {record} moved into place")
+        elif _idle(staged):
+            shutil.rmtree(staged, ignore_errors=True)
+    return done
+
+
+def _idle(folder: Path) -> bool:
+    """True when nothing in ``folder`` changed for ``STALE_AFTER_S`` seconds: its writer is
+    gone."""
+    try:
+        newest = max(p.stat().st_mtime for p in [folder, *folder.rglob("*")])
+    except FileNotFoundError:
+        return False  # changing right now
+    return newest < time.time() - STALE_AFTER_S
+
+
 def import_corrections(
     source: str | Path, ds: YoloDataset, out: str | Path, splits: Sequence[str]
 ) -> CorrectionImport:
-    """Write the corrected masks of ``source`` into ``out`` and record them as human-corrected.
+    """Write the corrected masks of ``source`` into ``out`` and record them as human-corrected,
+    all or nothing (see the module's description).
 
-    Each image's record is appended (and flushed) before its PNG is written, like the
-    teacher's records. Files that match no image of ``splits`` are listed in ``unmatched``
-    and logged as a warning.
+    Files that match no image of ``splits`` are listed in ``unmatched`` and logged as a
+    warning.
 
     Raises:
-        DatasetError: an unreadable source, a file that fits several images, a mask of the
-            wrong size or with values outside the dataset's classes.
+        DatasetError: an unreadable source, a file that is not a PNG mask, a file that fits
+            several images or an image that two files correct, a mask of the wrong size or
+            with values outside the dataset's classes.
+        WriteError: the disk cannot take the masks or the record.
+        Either way no correction is recorded and the masks folder is as it was.
     """
     source, out = Path(source), Path(out)
     items = {item.key: item for item in work_items(ds, splits, None)}
-    result = CorrectionImport(source)
     run = uuid.uuid4().hex[:12]
-    stamp = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
-    part = out / PARTS_DIR / f"corrections-{stamp}-{run}.jsonl"
-    part.parent.mkdir(parents=True, exist_ok=True)
-    with open(part, "a", encoding="utf-8") as fh:
-
-        def write(rec: dict[str, Any]) -> None:
-            fh.write(json.dumps(rec | {"run": run, "t": time.time_ns()}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())  # the record reaches the disk before its mask
-
-        write({"type": "corrections", "source": str(source.resolve())})
-        for where, rel, label_map in _sources(source, ds.names):
-            named = where if where.endswith(rel) else f"{where} ({rel})"
-            key = _match(rel, list(items), named)
-            if key is None:
-                result.unmatched.append(named)
-                continue
-            item = items[key]
-            _check(label_map, item, named, ds.num_classes)
-            write(_record(item, ds, label_map, named))
-            write_mask(out / item.split / item.mask_name, label_map)
-            result.corrected.append(key)
+    name = f"corrections-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{run}"
+    staged = out / PARTS_DIR / f"{name}{STAGED}"
+    try:
+        result, records = _stage(source, ds, items, staged)
+        if records:
+            header = {"type": "corrections", "source": str(source.resolve())}
+            lines = [json.dumps(r | {"run": run, "t": time.time_ns()}) for r in [header, *records]]
+            write_text_atomic(out / PARTS_DIR / f"{name}.jsonl", "\n".join(lines) + "\n")
+    except BaseException as exc:
+        shutil.rmtree(staged, ignore_errors=True)
+        if isinstance(exc, Boxes2PixelsError):
+            exc.args = (
+                f"{str(exc).rstrip('.')}. Nothing of {source} was imported: no correction was "
+                "recorded and the masks folder is as it was (an import is all or nothing).",
+            )
+        raise
+    _move_staged(staged, out)
     if result.unmatched:
         logger.warning(
             "%s: %d corrected mask(s) match no image of splits %s (first: %s)",

@@ -33,19 +33,21 @@ from ..errors import ImageReadError
 from ..io import write_mask
 from ..teachers.base import Teacher, load_teacher
 from .boxscores import check_min_score
-from .corrections import corrected_keys, import_corrections
+from .corrections import finish_corrections, import_corrections
 from .crops import CropPolicy, as_policy
 from .image import check_overlap, label_image
 from .loader import Loaded, prefetch
 from .manifest import merge_manifest
 from .preview import write_preview
 from .records import (
+    PARTS_DIR,
     PartFile,
     WorkItem,
     check_out,
     check_same_teacher,
     check_splits,
     parse_shard,
+    read_parts,
     teacher_info,
     work_items,
 )
@@ -170,19 +172,37 @@ def _progress_bar(enabled: bool, console: Any) -> Progress | None:
 
 
 def _pending(
-    items: Sequence[WorkItem], summary: LabelSummary, overwrite: bool, corrected: set[str]
+    items: Sequence[WorkItem],
+    summary: LabelSummary,
+    overwrite: bool,
+    latest: dict[str, dict[str, Any]],
 ) -> list[WorkItem]:
-    """Count the selection per split; the items still to label (all of them with overwrite,
-    except human-corrected ones, which the teacher never relabels)."""
+    """Count the selection per split; the items still to label: those without a mask and a
+    record of it in ``latest`` (all of them with overwrite), except human-corrected ones,
+    which the teacher never relabels. A mask without a record (its part file cut short by a
+    power loss, or ``.parts/`` deleted) cannot be proven finished: it is labelled again, and
+    the summary says so."""
     todo: list[WorkItem] = []
+    unproven: list[str] = []
     for item in items:
         summary.splits[item.split].images += 1
-        done = (summary.out / item.split / item.mask_name).is_file()
-        if item.key in corrected or (done and not overwrite):
+        rec = latest.get(item.key)
+        exists = (summary.out / item.split / item.mask_name).is_file()
+        corrected = rec is not None and rec.get("corrected")
+        if corrected or (exists and rec is not None and not overwrite):
             summary.splits[item.split].already_done += 1
             summary.already_done += 1
-        else:
-            todo.append(item)
+            continue
+        if exists and not overwrite:
+            unproven.append(item.key)
+        todo.append(item)
+    if unproven:
+        n, first = len(unproven), ", ".join(unproven[:3])
+        summary.recovered.append(
+            f"{n} mask{'s' if n > 1 else ''} without a finished record in "
+            f"{summary.out / PARTS_DIR} (a run cut short, e.g. by a power loss, or the folder "
+            f"deleted) labelled again: {first}{', ...' if n > 3 else ''}"
+        )
     return todo
 
 
@@ -284,8 +304,9 @@ def label_dataset(
     splits = check_splits(ds, splits)
     out = Path(out)
     check_out(out, ds, splits)
-    for split in splits:
-        remove_stale_temps(out / split)  # temporary files of a run killed mid-write
+    for folder in [*splits, PARTS_DIR]:
+        remove_stale_temps(out / folder)  # temporary files of a run killed mid-write
+    recovered = finish_corrections(out)  # an import a crash stopped after its commit
     if isinstance(teacher, str):
         teacher = load_teacher(teacher)
     policy = as_policy(crop)
@@ -304,10 +325,11 @@ def label_dataset(
         shard=shard_t,
         orphan_labels=[p for s in splits for p in ds.label_files_without_image(s)],
         min_score=min_score,
+        recovered=recovered,
     )
     if corrections is not None:
         import_corrections(corrections, ds, out, splits)
-    todo = _pending(items, summary, overwrite, corrected_keys(out))
+    todo = _pending(items, summary, overwrite, read_parts(out)[1])
     with PartFile(out, shard_t) as part:
         part.header(info, shard_t, splits, overlap)
         run = _Run(

@@ -159,7 +159,7 @@ def read_parts(out: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any
     """Headers of all part files and the latest record per image key."""
     headers: list[dict[str, Any]] = []
     latest: dict[str, dict[str, Any]] = {}
-    for part in sorted((out / PARTS_DIR).glob("*.jsonl")):
+    for part in sorted((out / PARTS_DIR).glob("[!.]*.jsonl")):  # not a write's temporary file
         with open(part, encoding="utf-8") as fh:
             for line in fh:
                 try:

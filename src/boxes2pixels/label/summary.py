@@ -61,6 +61,9 @@ class LabelSummary:
         min_score: ``--min-score`` of the run (``None``: every mask trusted).
         low_score: per class name, boxes of this run whose score was below ``min_score``
             and were marked ignore (255).
+        recovered: what this run repaired in ``out`` after an earlier run was cut short
+            (masks without a record labelled again, an interrupted corrections import
+            finished), one line each.
     """
 
     out: Path
@@ -84,6 +87,7 @@ class LabelSummary:
     orphan_labels: list[Path] = field(default_factory=list)
     min_score: float | None = None
     low_score: dict[str, int] = field(default_factory=dict)
+    recovered: list[str] = field(default_factory=list)
 
     @property
     def images_per_s(self) -> float:
@@ -154,6 +158,7 @@ def summary_report(summary: LabelSummary) -> list[RenderableType]:
         )
     )
     parts += [Text.assemble(("skipped", "yellow"), f": {s.reason}") for s in summary.skipped[:10]]
+    parts += [Text.assemble(("recovered", "yellow"), f": {line}") for line in summary.recovered]
     if summary.orphan_labels:
         n = len(summary.orphan_labels)
         parts.append(
