@@ -129,9 +129,9 @@ def test_disk_full_midway_through_corrections_records_none(
         fault(patch)
         code, output = label(masks, "--corrections", fixes)
     assert code == 1, output
+    assert tree_digest(masks) == before["masks"]  # not one mask or record changed
     assert output.startswith("error: ") and "no space left on the device" in output
     assert f"Nothing of {fixes} was imported: no correction was recorded" in output
-    assert tree_digest(masks) == before["masks"]
     assert_nothing_corrected(masks, label)
     assert tree_digest(ds) == before["ds"] and tree_digest(fixes) == before["fixes"]
     code, output = label(masks, "--corrections", fixes)  # room again: all of them at once
@@ -220,3 +220,57 @@ def test_resume_recovers_masks_without_their_part_files(
     assert sum(s["images"] for s in manifest["splits"].values()) == 3
     assert masks_only(tree_digest(masks)) == masks_only(tree_digest(clean))
     assert tree_digest(ds) == before
+
+
+def test_an_import_killed_after_its_commit_is_finished_by_the_next_run(
+    ds: Path,
+    tmp_path: Path,
+    label: Callable,
+    tree_digest: Digest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import boxes2pixels.label.corrections as corrections
+
+    masks, fixes = tmp_path / "masks", tmp_path / "fixes"
+    assert label(masks)[0] == 0
+    for key in KEYS:
+        write_mask(fixes / key, truth(ds, key))
+    before = {"ds": tree_digest(ds), "fixes": tree_digest(fixes)}
+    real, moved = os.replace, []
+
+    def killed(src: str | Path, dst: str | Path) -> None:
+        if ".staged" in str(src) and ".staged" not in str(dst):  # a move, not a staging write
+            if moved:
+                raise KeyboardInterrupt  # the process dies after moving one mask
+            moved.append(dst)
+        real(src, dst)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(corrections.os, "replace", killed)
+        code, output = label(masks, "--corrections", fixes)
+    assert code == 130, output
+    code, output = label(masks)
+    assert code == 0, output
+    assert "recovered: 2 corrected mask(s) recorded in" in output
+    assert corrected_keys(masks) == set(KEYS)
+    for key in KEYS:
+        assert np.array_equal(read_mask(masks / key), truth(ds, key))
+    assert not list((masks / ".parts").glob("*.staged"))
+    assert tree_digest(ds) == before["ds"] and tree_digest(fixes) == before["fixes"]
+
+
+def test_a_staging_folder_left_without_a_commit_is_removed(
+    tmp_path: Path, label: Callable, tree_digest: Digest
+) -> None:
+    masks = tmp_path / "masks"
+    assert label(masks)[0] == 0
+    before = masks_only(tree_digest(masks))
+    staged = masks / ".parts" / "corrections-20250101T000000-0123456789ab.staged"
+    write_mask(staged / KEYS[0], np.ones((64, 96), np.uint8))
+    old = 1_000_000_000
+    for path in [staged, *staged.rglob("*")]:
+        os.utime(path, (old, old))
+    code, output = label(masks)
+    assert code == 0, output
+    assert not staged.exists() and masks_only(tree_digest(masks)) == before
+    assert corrected_keys(masks) == set()
