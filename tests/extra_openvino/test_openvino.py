@@ -72,7 +72,7 @@ def test_compiled_models_are_cached_for_the_next_load(static_file, tmp_path, mon
     model = OpenVinoStudent(static_file)
     first = model.run(x)["fine"]
     blobs = list((cache_dir() / "compiled").rglob("*.blob"))
-    assert [p.parent.name for p in blobs] == ["fp32-all-threads"]
+    assert [p.parent.parent.name for p in blobs] == ["fp32-all-threads"]  # then the content
     written = blobs[0].stat().st_mtime_ns
     again = OpenVinoStudent(static_file).run(x)["fine"]  # read from the cache, not a new blob
     assert list((cache_dir() / "compiled").rglob("*.blob")) == blobs
@@ -141,8 +141,12 @@ def test_mobile_sam_encoder_in_openvino_matches_pytorch_and_is_cached(
     ov_teacher = load_teacher("mobile-sam", runtime="openvino", **options)
     assert (torch_teacher.runtime, ov_teacher.runtime) == ("torch", "openvino")
     assert ov_teacher.describe()["options"]["runtime"] == "openvino"
-    cached = sorted(p.suffix for p in cache_dir().iterdir() if p.is_file())
-    assert cached == [".bin", ".xml"]
+    [converted] = (cache_dir() / "encoders").iterdir()
+    assert sorted(p.name for p in converted.iterdir()) == [
+        "encoder.bin",
+        "encoder.xml",
+        "manifest.json",
+    ]
     assert len(list((cache_dir() / "compiled").rglob("*.blob"))) == 1  # the compiled encoder
     expected, got = (
         torch_teacher.segment_scored(image, boxes),

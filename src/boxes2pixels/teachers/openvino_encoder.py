@@ -3,15 +3,18 @@
 The encoder is about 95 % of a SAM teacher's time on a CPU. OpenVINO converts the PyTorch
 encoder once (``openvino.convert_model`` in a child process, traced at the fixed 1024×1024
 input SAM pads every image to), keeps the converted model in a cache folder keyed by the
-checkpoint's sha256, and runs it at the teacher's precision; the prompt decoder stays in
-PyTorch. On the AMX Xeon of
+checkpoint's sha256, with a manifest of the files' sizes and sha256 checked before each use
+(converted again when they differ), and runs it at the teacher's precision; the prompt
+decoder stays in PyTorch. On the AMX Xeon of
 ``docs/performance.md`` MobileSAM's encoder took 2294 ms in PyTorch fp32, 1285 ms with bf16
 autocast, 555 ms in OpenVINO fp32 and 269 ms in OpenVINO bf16.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,7 +26,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..openvino_runtime import cache_dir, compile_config, import_openvino, release_at_exit
+from ..openvino_runtime import (
+    CacheMismatch,
+    cache_dir,
+    compile_cached,
+    import_openvino,
+    logger,
+    record_folder,
+    release_at_exit,
+    verify_folder,
+)
+
+MODEL_FILES = ("encoder.xml", "encoder.bin")
+"""The files of a converted encoder's folder (besides its manifest)."""
 
 
 class OpenVinoEncoder(nn.Module):
@@ -47,9 +62,10 @@ class OpenVinoEncoder(nn.Module):
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
 
-def convert_encoder(teacher: str, checkpoint: str, model_type: str, xml: Path) -> None:
-    """Convert the image encoder of ``teacher``'s checkpoint and save it as ``xml`` (and its
-    ``.bin``), atomically: the ``.bin`` first, then the ``.xml`` that marks it complete.
+def convert_encoder(teacher: str, checkpoint: str, model_type: str, folder: Path) -> None:
+    """Convert the image encoder of ``teacher``'s checkpoint into ``folder`` (``encoder.xml``,
+    ``encoder.bin`` and the manifest of their sizes and sha256), atomically: written in a
+    temporary folder next to it, then renamed (a folder another process finished first wins).
 
     Run in a child process by :func:`openvino_encoder`: tracing leaves PyTorch objects
     behind in OpenVINO that crash the interpreter at exit.
@@ -66,42 +82,67 @@ def convert_encoder(teacher: str, checkpoint: str, model_type: str, xml: Path) -
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on the encoders' Python checks
         model = ov.convert_model(encoder, example_input=torch.zeros(1, 3, side, side))
-    xml.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=xml.parent, prefix=".convert-") as tmp:
-        ov.save_model(model, str(Path(tmp) / "m.xml"), compress_to_fp16=False)
-        os.replace(Path(tmp) / "m.bin", xml.with_suffix(".bin"))
-        os.replace(Path(tmp) / "m.xml", xml)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".convert-"))
+    try:
+        ov.save_model(model, str(tmp / MODEL_FILES[0]), compress_to_fp16=False)
+        record_folder(tmp)
+        try:
+            os.rename(tmp, folder)  # replaces an empty folder only
+        except OSError:
+            if any(folder.iterdir()):
+                return  # converted meanwhile by another process: verified by the caller
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _converted_file(teacher: str, checkpoint: Path, model_type: str, key: str) -> Path:
-    """The cached ``.xml`` of the converted encoder, converted first in a child process when
-    missing (into a temporary folder when the cache cannot be written).
+def _converted_folder(
+    teacher: str, checkpoint: Path, model_type: str, key: str
+) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """The folder of the converted encoder and its manifest's entries, its files verified
+    against them; converted first in a child process when missing or when a file differs
+    (with a one-line warning naming it), into a temporary folder when the cache cannot be
+    written.
 
     Raises:
         Boxes2PixelsError: the conversion failed (the message ends with the child's last
-            words).
+            words), or its files differ from their manifest right after it.
     """
     from ..errors import Boxes2PixelsError
 
-    xml = cache_dir() / f"{key}.xml"
-    if xml.is_file():
-        return xml
+    folder = cache_dir() / "encoders" / key
     try:
-        xml.parent.mkdir(parents=True, exist_ok=True)
+        entries = verify_folder(folder)
+        if set(entries) == set(MODEL_FILES):
+            return folder, entries
+        if folder.is_dir() and any(folder.iterdir()):
+            raise CacheMismatch(f"{folder}: incomplete (no {' and '.join(MODEL_FILES)})")
+    except CacheMismatch as exc:
+        logger.warning("%s; converting the %s image encoder again", exc, teacher)
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
     except OSError:  # a read-only cache only costs the conversion next time
-        xml = Path(tempfile.mkdtemp(prefix="b2p-openvino-")) / xml.name
-    args = [sys.executable, "-m", __name__, teacher, str(checkpoint), model_type, str(xml)]
+        folder = Path(tempfile.mkdtemp(prefix="b2p-openvino-")) / folder.name
+    args = [sys.executable, "-m", __name__, teacher, str(checkpoint), model_type, str(folder)]
     with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: no selector needed
         done = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=log, check=False)
         log.seek(0)
         words = log.read()
-    if done.returncode != 0 or not xml.is_file():
+    if done.returncode != 0 or not folder.is_dir():
         tail = " ".join(words.strip().splitlines()[-3:])
         raise Boxes2PixelsError(
             f"converting the {teacher} image encoder for OpenVINO failed ({tail}); "
             "use --runtime torch"
         )
-    return xml
+    try:
+        return folder, verify_folder(folder)
+    except CacheMismatch as exc:
+        raise Boxes2PixelsError(
+            f"the {teacher} image encoder converted for OpenVINO changed on the disk right "
+            f"after its conversion ({exc}); run again, or use --runtime torch"
+        ) from exc
 
 
 def openvino_encoder(
@@ -127,16 +168,20 @@ def openvino_encoder(
         threads: inference threads (default: OpenVINO's choice, all cores).
 
     Raises:
-        Boxes2PixelsError: the conversion failed.
+        Boxes2PixelsError: the conversion or the compilation failed.
     """
     ov = import_openvino()
-    xml = _converted_file(
+    folder, entries = _converted_folder(
         teacher, checkpoint, model_type, f"{key}-ov{ov.__version__.split('-')[0]}"
     )
-    core = ov.Core()
-    compiled = core.compile_model(str(xml), "CPU", compile_config(precision, threads))
+    digest = hashlib.sha256()  # the compiled model's key: the content of the files compiled
+    for name in MODEL_FILES:
+        digest.update(entries[name]["sha256"].encode())
+    compiled = compile_cached(
+        ov.Core(), folder / MODEL_FILES[0], precision, threads, digest.hexdigest()
+    )
     return OpenVinoEncoder(compiled, side)
 
 
-if __name__ == "__main__":  # the child process of _converted_file
+if __name__ == "__main__":  # the child process of _converted_folder
     convert_encoder(sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4]))
