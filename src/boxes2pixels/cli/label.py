@@ -112,7 +112,8 @@ def label_command(
         help="Human-corrected masks to import first: a COCO .json file (e.g. a `b2p review` "
         "bundle's annotations.json after CVAT / Label Studio) or a folder of PNG masks. They "
         "replace the teacher's masks of their images, are marked human-corrected in "
-        "manifest.json, and are never relabelled (not even with --overwrite).",
+        "manifest.json, and are never relabelled (not even with --overwrite). All or nothing: "
+        "one bad file (or a full disk) and no correction is recorded.",
     ),
     min_score: float | None = typer.Option(
         None,

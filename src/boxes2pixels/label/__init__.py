@@ -8,10 +8,12 @@ Output layout (``out``)::
     <out>/.parts/*.jsonl             per-run records (merged into manifest.json)
 
 Every PNG is written atomically, so an interrupted run leaves only complete files; a rerun
-skips images whose PNG exists. Each run appends one JSON line per image to its own part file
-*before* writing the PNG; ``manifest.json`` is rebuilt from all part files whenever every
-image of the selected splits has a mask (or is recorded as skipped), so parallel shards need
-no locks: the last one to finish writes it, and so does any later rerun.
+skips images whose PNG exists and is recorded in a part file (a PNG without its record,
+after a power loss or with ``.parts/`` deleted, is labelled again). Each run appends one
+JSON line per image to its own part file *before* writing the PNG; ``manifest.json`` is
+rebuilt from all part files whenever every image of the selected splits has a mask (or is
+recorded as skipped), so parallel shards need no locks: the last one to finish writes it,
+and so does any later rerun.
 
 Modules: :mod:`.image` labels one image (teacher call, overlap policy, coverage);
 :mod:`.boxscores` keeps its per-box records and teacher scores (``--min-score``);

@@ -269,7 +269,8 @@ def label_dataset(
             default options).
         out: output folder; must not lie inside the dataset's image or label folders.
         splits: splits to label; a split the yaml does not define is an error.
-        overwrite: redo images whose mask already exists (default: skip them, i.e. resume).
+        overwrite: redo images whose mask already exists (default: skip them, i.e. resume;
+            a mask that no part file records, e.g. after a power loss, is labelled again).
         strict: a bad label line or an unreadable image is an error instead of a warning.
         shard: ``"I/N"`` or ``(I, N)``: label only images whose key hashes to shard I of N.
         preview: write this many side-by-side previews (boxes | mask) to ``out/preview/``.
