@@ -270,14 +270,16 @@ def import_corrections(
     items = {item.key: item for item in work_items(ds, splits, None)}
     run = uuid.uuid4().hex[:12]
     name = f"corrections-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{run}"
-    staged = out / PARTS_DIR / f"{name}{STAGED}"
+    staged, record = out / PARTS_DIR / f"{name}{STAGED}", out / PARTS_DIR / f"{name}.jsonl"
     try:
         result, records = _stage(source, ds, items, staged)
         if records:
             header = {"type": "corrections", "source": str(source.resolve())}
             lines = [json.dumps(r | {"run": run, "t": time.time_ns()}) for r in [header, *records]]
-            write_text_atomic(out / PARTS_DIR / f"{name}.jsonl", "\n".join(lines) + "\n")
+            write_text_atomic(record, "\n".join(lines) + "\n")
     except BaseException as exc:
+        if record.is_file():
+            raise  # committed (interrupted just after): the next run moves the masks
         shutil.rmtree(staged, ignore_errors=True)
         if isinstance(exc, Boxes2PixelsError):
             exc.args = (
