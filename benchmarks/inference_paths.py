@@ -48,9 +48,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from boxes2pixels.baselines import BaselineModel
-from boxes2pixels.cpu import choose_precision, cpu_info
 from boxes2pixels.data.synth import SynthConfig, render_scene
 from boxes2pixels.geometry import normalize
+from boxes2pixels.inference.precision import choose_precision, cpu_info
 from boxes2pixels.measure import count_gmacs
 from boxes2pixels.openvino_runtime import openvino_available
 from boxes2pixels.student import Student

@@ -2,7 +2,7 @@
 
 A student is fitted briefly on generated blade photos (as in ``inference_paths.py``, so its
 argmax has real decision boundaries), then one generated photo of ``--size`` is segmented
-with :func:`boxes2pixels.tiling.predict_tiled` (518-px windows, overlap 0.25: 112 windows at
+with :func:`boxes2pixels.inference.segment` (tiled) (518-px windows, overlap 0.25: 112 windows at
 5280×2970) by each path, one after the other:
 
 - PyTorch fp32 (``b2p predict``'s default before ``--precision auto``);
@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from boxes2pixels.cpu import choose_precision, cpu_info
 from boxes2pixels.data.synth import SynthConfig, render_scene
 from boxes2pixels.export import export_onnx
+from boxes2pixels.inference import segment
+from boxes2pixels.inference.precision import choose_precision, cpu_info
 from boxes2pixels.openvino_runtime import OpenVinoStudent, openvino_available
 from boxes2pixels.student import Student
-from boxes2pixels.tiling import predict_tiled
 
 sys.path.insert(0, str(Path(__file__).parent))
 from inference_paths import fit, scenes
@@ -60,9 +60,10 @@ def main() -> None:
     photo = render_scene(np.random.default_rng(7), (w, h), cfg).image
 
     def tiled(model: object, precision: str, image: np.ndarray) -> np.ndarray:
-        return predict_tiled(
-            model, image, tile_size=args.tile, batch_size=args.batch, precision=precision
-        )
+        return segment(
+            model, image, batch_size=args.batch, tile=True, tile_size=args.tile,
+            precision=precision,
+        ).labels[0]  # fmt: skip
 
     runs: dict[str, tuple[object, str]] = {
         "PyTorch fp32": (student, "fp32"),
@@ -75,7 +76,7 @@ def main() -> None:
             export_onnx(student, path, imgsz=args.tile, verify=False)
             for precision in ("fp32", auto):
                 ov = OpenVinoStudent(path, precision=precision, threads=args.threads)
-                runs[f"OpenVINO {precision}"] = (ov, "fp32")
+                runs[f"OpenVINO {precision}"] = (ov, precision)
         labels, seconds, first = {}, {}, {}
         for name, (model, precision) in runs.items():
             start = time.perf_counter()

@@ -176,11 +176,17 @@ def test_fatal_input_is_one_message_naming_the_file(
 def test_disk_full_in_label_names_the_mask_and_leaves_no_temp_file(
     ds: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def full_disk(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
-        Path(str(fp)).write_bytes(b"\x89PNG")  # a few bytes made it to the disk
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    import io
 
-    monkeypatch.setattr(Image.Image, "save", full_disk)
+    from boxes2pixels import atomic
+
+    class FullDisk(io.FileIO):
+        def write(self, data: object) -> int:
+            super().write(b"\x89PNG")  # a few bytes made it to the disk
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    # the disk fills while the atomic writer writes a file's bytes
+    monkeypatch.setattr(atomic, "open", lambda path, mode: FullDisk(path, "w"), raising=False)
     before = digest(ds)
     code, output = label(ds, tmp_path / "masks")
     assert code == 1, output

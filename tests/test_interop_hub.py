@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from boxes2pixels.cli.main import app
 from boxes2pixels.errors import CheckpointError, ConfigError
 from boxes2pixels.hub import HubPath, parse_hf_uri
-from boxes2pixels.models import load_model
+from boxes2pixels.inference import load_model
 from boxes2pixels.student import Student, no_backbone_weights
 
 REPO = "acme/blade-defects"

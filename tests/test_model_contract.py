@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from boxes2pixels.baselines import BASELINES, BaselineModel
-from boxes2pixels.models import SegmentationModel, load_model
+from boxes2pixels.inference import SegmentationModel, load_model
 
 NAMES = ["background", "dirt", "damage"]
 CASES = ["student", *BASELINES, "onnx"]

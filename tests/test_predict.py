@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from boxes2pixels.cli.main import app
 from boxes2pixels.errors import Boxes2PixelsError, CheckpointError
+from boxes2pixels.inference import load_student, segment
+from boxes2pixels.inference.tiled import ramp_weights, tile_starts
 from boxes2pixels.io import read_image, read_mask, write_rgb
-from boxes2pixels.models import load_student
 from boxes2pixels.openvino_runtime import openvino_available
 from boxes2pixels.predict import SUMMARY_NAME, describe_regions, predict_files
-from boxes2pixels.tiling import predict_tiled, ramp_weights, tile_starts
 
 NAMES = ["background", "dirt", "damage"]
 
@@ -214,14 +214,16 @@ def test_ramp_weights_are_positive_and_flat_inside() -> None:
 def test_tiled_matches_untiled_when_the_image_fits_one_tile(tiny_student) -> None:
     img = _image(56, 42, seed=3)
     untiled = tiny_student.predict([img], precision="fp32")[0]
-    tiled = predict_tiled(tiny_student, img, tile_size=56, overlap=0.25)
+    tiled = segment(tiny_student, img, tile=True, tile_size=56, precision="fp32").labels[0]
     assert tiled.shape == untiled.shape == (56, 42)
     assert (tiled == untiled).mean() > 0.95
 
 
 def test_tiled_on_a_large_image_keeps_its_size(tiny_student) -> None:
     img = _image(70, 100, seed=4)  # 2 × 3 windows of 56
-    tiled = predict_tiled(tiny_student, img, tile_size=56, overlap=0.25, batch_size=3)
+    tiled = segment(
+        tiny_student, img, batch_size=3, tile=True, tile_size=56, precision="fp32"
+    ).labels[0]
     assert tiled.shape == (70, 100)
     assert tiled.dtype == np.uint8 and tiled.max() < 3
 
@@ -249,9 +251,12 @@ def test_tiled_stitching_is_exact_for_a_per_pixel_model() -> None:
     img = _image(97, 131, seed=5)
     expected = img.argmax(axis=2)  # the per-pixel model's argmax is the brightest channel
     calls: list[tuple[int, int]] = []
-    tiled = predict_tiled(
-        _PerPixel(), img, overlap=0.5, batch_size=2, callback=lambda d, t: calls.append((d, t))
-    )
+    result = segment(
+        _PerPixel(), img, batch_size=2, callback=lambda d, t: calls.append((d, t)),
+        tile=True, tile_overlap=0.5, precision="fp32",
+    )  # fmt: skip
+    tiled = result.labels[0]
+    assert result.windows == 54 and result.plan is not None and result.plan.tile_size == 28
     # tile 28, stride 14: ceil((97 - 28) / 14) + 1 = 6 rows × ceil((131 - 28) / 14) + 1 = 9 columns
     assert calls[-1] == (54, 54)
     ties = np.sort(img, axis=2)[..., -1] == np.sort(img, axis=2)[..., -2]
@@ -288,7 +293,7 @@ def test_tiled_memory_is_bounded_by_a_strip_not_the_image() -> None:
     model.imgsz = tile
     tracemalloc.start()
     try:
-        labels = predict_tiled(model, img, overlap=0.25, batch_size=2)
+        labels = segment(model, img, batch_size=2, tile=True, precision="fp32").labels[0]
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -312,7 +317,7 @@ def test_cli_predict_on_a_baseline_folder(baseline_dir: Path, tmp_path: Path) ->
     assert read_mask(out / "a.png").shape == (40, 70)
     recorded = json.loads((out / SUMMARY_NAME).read_text())
     assert recorded["class_names"] == NAMES and recorded["random_backbone"] is True
-    assert recorded["settings"]["runtime"] == "torch"
+    assert recorded["settings"]["ran"]["runtime"] == "torch"
     assert "randomly initialised" in res.output
 
 
@@ -327,7 +332,7 @@ def test_cli_predict_on_an_onnx_file_picks_its_runtime(onnx_file: Path, tmp_path
     assert read_mask(out / "a.png").shape == (40, 70)
     assert read_mask(out / "b.png").shape == (64, 30)
     expected = "openvino" if openvino_available() else "onnx"
-    assert json.loads((out / SUMMARY_NAME).read_text())["settings"]["runtime"] == expected
+    assert json.loads((out / SUMMARY_NAME).read_text())["settings"]["ran"]["runtime"] == expected
 
 
 def test_runtime_that_does_not_fit_the_model_is_a_clear_error(

@@ -17,13 +17,12 @@ from boxes2pixels.data.dataset import PseudoMaskDataset
 from boxes2pixels.data.synth import SynthConfig, generate_dataset
 from boxes2pixels.distill import Distiller, build_datasets, build_student, train
 from boxes2pixels.evaluate import evaluate
+from boxes2pixels.inference import load_model, segment
 from boxes2pixels.io import read_image, read_mask
 from boxes2pixels.label import label_dataset
 from boxes2pixels.metrics import DefectCounter
-from boxes2pixels.models import load_model
 from boxes2pixels.predict import predict_files
 from boxes2pixels.teachers.base import box_masks, box_pixel_ranges
-from boxes2pixels.tiling import predict_tiled
 
 
 class BottleneckTeacher:
@@ -245,11 +244,14 @@ def test_crop_training_validates_tiled_and_predict_evaluate_tile(tmp_path: Path)
     # validation ran the model tiled on the whole val photo, as predict does
     model = load_model(result.best_dir, device="cpu")
     image = read_image(root / "images" / "val" / "p0.png")
-    tiled = predict_tiled(model, image, tile_size=28)
+    tiled = segment(model, image, precision="auto").labels[0]  # tiled: trained on windows
     summary = predict_files(result.best_dir, root / "images" / "val", tmp_path / "pred",
                             progress=False, device="cpu")  # fmt: skip
     recorded = json.loads((tmp_path / "pred" / "b2p_predict.json").read_text())
-    assert recorded["settings"]["tile"] is True and recorded["settings"]["tile_size"] == 28
+    ran = recorded["settings"]["ran"]
+    assert ran["tiled"] is True and ran["tile_size"] == 28
+    assert recorded["settings"]["asked"]["tile"] is False
+    assert ran["why_tiled"] == "trained on 28 px windows" and ran["windows"] > 0
     assert np.array_equal(read_mask(summary.masks[0]), tiled)
     scored = evaluate(masks=root / "masks", model=result.best_dir, data_yaml=root / "data.yaml",
                       split="val", device="cpu", progress=False)  # fmt: skip

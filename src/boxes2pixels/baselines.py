@@ -315,9 +315,9 @@ class BaselineModel(nn.Module):
         device: str | torch.device | None = None,
     ) -> list[np.ndarray]:
         """Label maps for images, with the same arguments and results as ``Student.predict``."""
-        from .student.inference import predict_label_maps
+        from .inference.segment import predict_images
 
-        return predict_label_maps(
+        return predict_images(
             self, images, imgsz=imgsz, batch_size=batch_size, precision=precision, device=device
         )
 

@@ -32,10 +32,9 @@ from .metrics import (
     DefectScores,
     SegmentationScores,
 )
-from .tiling import predict_tiled
 
 if TYPE_CHECKING:
-    from .models import SegmentationModel
+    from .inference import SegmentationModel
 
 
 @dataclass
@@ -397,12 +396,13 @@ def _evaluate_model(
     progress: bool,
     revision: str | None = None,
 ) -> EvaluationResult:
-    from .models import backbone_is_random, crop_size_of, load_model
+    from .inference import backbone_is_random, load_model, plan_inference, segment
 
     if batch_size < 1:
         raise Boxes2PixelsError(f"batch size must be at least 1, got {batch_size}")
     spec = str(model) if isinstance(model, (str, Path)) else None
     loaded = load_model(model, device=device, revision=revision)
+    plan = plan_inference(loaded, imgsz=imgsz, precision=precision)
     if loaded.num_classes != dataset.num_classes:
         raise DatasetError(
             f"{dataset.yaml_path}: {len(dataset.names)} classes ({', '.join(dataset.names)}) but "
@@ -418,23 +418,7 @@ def _evaluate_model(
     for group in _progress_iter(batches, progress, "evaluate"):
         readable = _read_group(group, images, missing, unreadable)
         arrays = [img for _, img in readable]
-        if crop_size_of(loaded):  # trained on native windows: tiled, as b2p predict runs it
-            preds = [
-                predict_tiled(
-                    loaded,
-                    a,
-                    tile_size=crop_size_of(loaded),
-                    batch_size=batch_size,
-                    precision=precision,
-                )
-                for a in arrays
-            ]
-        else:
-            preds = (
-                loaded.predict(arrays, imgsz=imgsz, batch_size=batch_size, precision=precision)
-                if arrays
-                else []
-            )
+        preds = segment(loaded, arrays, plan, batch_size=batch_size).labels if arrays else []
         by_name = {n: p for (n, _), p in zip(readable, preds, strict=True)}
         for name in group:
             gt_file = gt_dir / name

@@ -43,12 +43,9 @@ def precision_context(
     precision: str, device: torch.device
 ) -> contextlib.AbstractContextManager[Any]:
     """Autocast context for ``fp32`` (none), ``bf16`` or ``fp16`` on ``device``."""
-    from .device import resolve_precision
+    from .inference.precision import autocast, resolve_precision
 
-    dtype = resolve_precision(precision, device)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return autocast(device, resolve_precision(precision, device))
 
 
 def _sync(device: torch.device) -> None:

@@ -3,16 +3,16 @@
 ``predict_files`` is what ``b2p predict`` calls. It loads any model through
 :func:`~boxes2pixels.models.load_model` (a student or baseline folder, a run, a Hub id, an
 ``.onnx`` file) and reads images one batch at a time, so memory does not grow with the
-number of images; ``tile=True`` segments each image at its full resolution with a sliding
-window whose memory is bounded by the tile size and the image width (see
-:func:`~boxes2pixels.tiling.predict_tiled`).
+number of images. How each image is segmented (whole or tiled at full resolution, in which
+precision) is decided once by :func:`~boxes2pixels.inference.plan_inference` and recorded
+in ``b2p_predict.json`` as what ran.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,16 +22,15 @@ import numpy as np
 from .atomic import remove_stale_temps
 from .data.yolo import output_stem
 from .errors import Boxes2PixelsError, ImageReadError
-from .io import list_images, read_image, write_json_atomic, write_mask, write_rgb
-from .models import (
+from .inference import (
     SegmentationModel,
     backbone_is_random,
-    crop_size_of,
     load_model,
-    model_runtime,
+    model_sha256,
+    plan_inference,
+    segment,
 )
-from .openvino_runtime import resolve_openvino_precision
-from .tiling import predict_tiled
+from .io import list_images, read_image, write_json_atomic, write_mask, write_rgb
 
 SUMMARY_NAME = "b2p_predict.json"
 """File written into the output folder by ``predict_files``: settings, model, skipped images."""
@@ -246,54 +245,6 @@ def _read_group(group: list[Path], summary: PredictSummary) -> list[tuple[Path, 
     return loaded
 
 
-def _check_exported_tile(model: Any, tile_size: int | None) -> None:
-    """An ``.onnx`` file exported at a fixed size tiles only at that size."""
-    if model.dynamic:
-        return
-    side = tile_size or model.imgsz
-    if tuple(model.input_hw) != (side, side):
-        h, w = model.input_hw
-        raise Boxes2PixelsError(
-            f"{model.path}: exported for {h}×{w} inputs, so it tiles with --tile-size {h} "
-            f"(square exports) only; got {side}. Re-export with `b2p export --dynamic` or "
-            f"`--imgsz {side}`"
-        )
-
-
-def _segmenter(
-    model: SegmentationModel,
-    *,
-    tile: bool,
-    tile_size: int | None,
-    tile_overlap: float,
-    imgsz: int | None,
-    batch_size: int,
-    precision: str,
-) -> Callable[[list[np.ndarray], Callable[[int, int], None]], list[np.ndarray]]:
-    """``segment(images, on_tiles)``: label maps of a group, tiled or letterboxed whole."""
-
-    def tiled(arrays: list[np.ndarray], on_tiles: Callable[[int, int], None]) -> list[np.ndarray]:
-        return [
-            predict_tiled(
-                model,
-                img,
-                tile_size=tile_size,
-                overlap=tile_overlap,
-                batch_size=batch_size,
-                precision=precision,
-                callback=on_tiles,
-            )
-            for img in arrays
-        ]
-
-    def whole(arrays: list[np.ndarray], _: Callable[[int, int], None]) -> list[np.ndarray]:
-        if not arrays:
-            return []
-        return model.predict(arrays, imgsz=imgsz, batch_size=batch_size, precision=precision)
-
-    return tiled if tile else whole
-
-
 def predict_files(
     model: SegmentationModel | str | Path,
     source: str | Path | Sequence[str | Path],
@@ -330,18 +281,19 @@ def predict_files(
         overlay: also write ``<name>_overlay.jpg``: the image with coloured classes and a legend.
         json: also write ``<name>.json`` (``describe_regions``): defect area per class and
             each connected defect region with its class, pixel area and box.
-        tile: segment at full resolution with a sliding window (``predict_tiled``) instead of
-            resizing the image to the model's input size (an ``.onnx`` file exported at a
-            fixed size tiles at that size). Always on for a model trained with a crop size
-            (``b2p train --crop-size``).
+        tile: segment at full resolution with a sliding window instead of resizing the
+            image to the model's input size (an ``.onnx`` file exported at a fixed size tiles
+            at that size). Always on for a model trained with a crop size (``b2p train
+            --crop-size``).
         tile_size: window side for ``tile`` (default: the model's crop size, else ``imgsz``,
             else the model's ``imgsz``).
         tile_overlap: overlap of neighbouring windows as a fraction of the tile.
         imgsz: long side the image is resized to without ``tile`` (default: the model's).
         batch_size: images (or tiles) per forward pass.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-        precision: ``auto`` (the fastest exact path here: see ``cpu.choose_precision``),
-            ``fp32``, ``bf16`` or ``fp16``; for onnxruntime always fp32.
+        precision: ``auto`` (the fastest exact path here: see
+            ``inference.choose_precision``), ``fp32``, ``bf16`` or ``fp16``; onnxruntime runs
+            fp32 only (``bf16``/``fp16`` with it is an error).
         alpha: opacity of the class colours in overlays.
         runtime: ``auto`` (for an ``.onnx`` file OpenVINO on the CPU when installed, else
             onnxruntime; PyTorch otherwise), ``torch``, ``onnx`` or ``openvino``.
@@ -350,8 +302,8 @@ def predict_files(
         revision: branch, tag, commit or ``refs/pr/N`` when ``model`` is a Hub id.
 
     Raises:
-        Boxes2PixelsError: no images match ``source``, ``out`` is a source folder, or
-            ``tile_size`` differs from the fixed input size of an ``.onnx`` file.
+        Boxes2PixelsError: no images match ``source``, ``out`` is a source folder, or a
+            setting the model cannot run (see ``plan_inference``).
     """
     start = time.perf_counter()
     if batch_size < 1:
@@ -364,37 +316,32 @@ def predict_files(
     if out.is_dir():
         remove_stale_temps(out)  # temporary files of a run killed mid-write
     loaded_model = load_model(model, runtime=runtime, device=device, revision=revision)
-    used_runtime = model_runtime(loaded_model)
-    if crop_size_of(loaded_model):  # trained on native-resolution windows: tile at native res
-        tile, tile_size = True, tile_size or crop_size_of(loaded_model)
-    if used_runtime == "openvino":
-        loaded_model.precision = resolve_openvino_precision(precision)
-    if tile and used_runtime != "torch":
-        _check_exported_tile(loaded_model, tile_size or imgsz)
+    plan = plan_inference(
+        loaded_model, tile=tile, tile_size=tile_size, tile_overlap=tile_overlap, imgsz=imgsz,
+        precision=precision,
+    )  # fmt: skip
     class_names = list(loaded_model.class_names)
     summary = PredictSummary(out=out, random_backbone=backbone_is_random(loaded_model))
+    windows = 0
 
     with _progress(progress) as bar:
         task = bar.add_task("predict", total=len(images)) if bar is not None else None
-        tiles = bar.add_task("tiles", total=None, visible=False) if bar and tile else None
+        tiles = bar.add_task("tiles", total=None, visible=False) if bar and plan.tiled else None
 
         def on_tiles(done: int, total: int) -> None:
             if bar is not None and tiles is not None:
                 bar.update(tiles, completed=done, total=total, visible=True)
 
-        segment = _segmenter(
-            loaded_model,
-            tile=tile,
-            tile_size=tile_size or imgsz,
-            tile_overlap=tile_overlap,
-            imgsz=imgsz,
-            batch_size=batch_size,
-            precision=precision,
-        )
-        for group in _batches(images, 1 if tile else batch_size):
+        for group in _batches(images, 1 if plan.tiled else batch_size):
             loaded = _read_group(group, summary)
-            preds = segment([img for _, img in loaded], on_tiles)
-            for (path, img), pred in zip(loaded, preds, strict=True):
+            if not loaded:
+                continue
+            result = segment(
+                loaded_model, [img for _, img in loaded], plan, batch_size=batch_size,
+                callback=on_tiles,
+            )  # fmt: skip
+            windows += result.windows
+            for (path, img), pred in zip(loaded, result.labels, strict=True):
                 _write_outputs(
                     summary, out / names[path], path, img, pred, class_names,
                     overlay=overlay, json=json, alpha=alpha, palette=palette,
@@ -403,8 +350,13 @@ def predict_files(
                 bar.advance(task, len(group))
 
     summary.seconds = time.perf_counter() - start
-    settings = dict(tile=tile, tile_size=tile_size, tile_overlap=tile_overlap, imgsz=imgsz)
-    settings.update(precision=precision, runtime=used_runtime)
+    asked = dict(tile=tile, tile_size=tile_size, tile_overlap=tile_overlap, imgsz=imgsz)
+    asked.update(precision=precision, runtime=runtime, device=device)
+    settings = {
+        "asked": asked,
+        "ran": {**plan.to_dict(), "windows": windows},
+        "model_sha256": model_sha256(model),
+    }
     _write_summary(model, summary, class_names, settings)
     return summary
 

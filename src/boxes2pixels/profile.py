@@ -239,7 +239,7 @@ def _profile_student(
     elif isinstance(student, nn.Module):
         model, note = student, ""
     else:
-        from .models import load_student
+        from .inference import load_student
 
         model, note = load_student(student, "cpu"), ""
     divisor = int(model.patch_size)
@@ -322,7 +322,7 @@ def profile_models(
         One :class:`ProfileRow` per profiled model, in the order asked, with ratios to the
         student's latency filled in when ``student`` was profiled.
     """
-    from .device import resolve_device, resolve_precision
+    from .inference.precision import resolve_device, resolve_precision
 
     names = parse_models(models)
     dev = resolve_device(device)
@@ -421,9 +421,9 @@ def _finish_rows(entries: list[_Entry], times: list[list[float]], batch: int) ->
 def default_precisions() -> str:
     """``b2p profile``'s default: ``fp32,bf16`` on CPUs with bf16 matrix instructions, else
     ``fp32``."""
-    from .device import cpu_supports_bf16
+    from .inference.precision import cpu_info
 
-    return "fp32,bf16" if cpu_supports_bf16() else "fp32"
+    return "fp32,bf16" if cpu_info().bf16_matrix else "fp32"
 
 
 def profile_precisions(

@@ -6,9 +6,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from boxes2pixels import cpu
-from boxes2pixels.cpu import CpuInfo, choose_precision, machine_summary, parse_cpuinfo
-from boxes2pixels.device import cpu_supports_bf16, resolve_precision
+from boxes2pixels.inference import precision as cpu
+from boxes2pixels.inference.precision import (
+    CpuInfo,
+    choose_precision,
+    machine_summary,
+    parse_cpuinfo,
+    resolve_precision,
+)
 
 CPUINFO = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -68,10 +73,10 @@ def test_other_devices_stay_fp32() -> None:
 def test_resolve_auto_on_cpu_uses_the_detected_features(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cpu, "cpu_info", lambda: _cpu("amx_bf16"))
     assert resolve_precision("auto", torch.device("cpu")) is torch.bfloat16
-    assert cpu_supports_bf16()
+    assert cpu.cpu_info().bf16_matrix
     monkeypatch.setattr(cpu, "cpu_info", lambda: _cpu("avx2"))
     assert resolve_precision("auto", torch.device("cpu")) is None
-    assert not cpu_supports_bf16()
+    assert not cpu.cpu_info().bf16_matrix
     lines = machine_summary(torch.device("cpu"))
     assert lines[0] == "CPU: Test CPU (2 CPUs; torch kernels AVX512; avx2)"
     assert lines[-1].startswith("--precision auto on cpu: fp32 (no bf16")

@@ -84,7 +84,7 @@ def _run_one(
     from ..distill import CHECKPOINT_NAME, Distiller, build_datasets
     from ..evaluate import evaluate
     from ..io import write_json_atomic
-    from ..models import load_model
+    from ..inference import load_model
 
     train_dir = run_dir / "train"
     resume = (train_dir / CHECKPOINT_NAME).is_file()

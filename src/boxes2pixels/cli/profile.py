@@ -61,8 +61,7 @@ def profile_command(
     """
     import torch
 
-    from ..cpu import machine_summary
-    from ..device import resolve_device
+    from ..inference.precision import machine_summary, resolve_device
     from ..io import write_json_atomic
     from ..profile import format_table, latency_ratio, profile_json, profile_precisions
 

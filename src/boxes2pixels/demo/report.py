@@ -327,7 +327,7 @@ def _panels(
             pred = read_mask(result.out / PRED_DIR / "test" / f"{name}.png")
         else:
             if student is None:
-                from ..models import load_model
+                from ..inference import load_model
 
                 student = load_model(result.run_dir, device=device)
             pred = student.predict(image)[0]

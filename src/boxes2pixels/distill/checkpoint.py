@@ -107,8 +107,7 @@ def resume_hint(run: Path) -> str:
             "--resume (the interrupted epoch starts again from its beginning)."
         )
     return (
-        "no epoch had finished; the same command with --resume starts the run again from "
-        "epoch 1."
+        "no epoch had finished; the same command with --resume starts the run again from epoch 1."
     )
 
 

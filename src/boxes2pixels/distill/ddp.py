@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from ..device import resolve_device
+from ..inference.precision import resolve_device
 
 
 def launched_as_main() -> bool:

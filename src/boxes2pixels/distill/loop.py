@@ -18,7 +18,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sized
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
 
 from ..config import TrainConfig
-from ..device import resolve_precision
 from ..errors import Boxes2PixelsError
+from ..inference import plan_inference, segment
+from ..inference.precision import autocast, resolve_precision
 from ..metrics import SUMMARY_METRICS, ConfusionMatrix, SegmentationScores
-from ..tiling import predict_tiled
 from .checkpoint import (
     BEST_NAME,
     CHECKPOINT_NAME,
@@ -88,9 +88,7 @@ class _Parts:
 
     def autocast(self) -> AbstractContextManager[Any]:
         """Mixed precision at ``amp_dtype`` (nothing in fp32)."""
-        if self.amp_dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        return autocast(self.device, self.amp_dtype)
 
 
 class Distiller:
@@ -452,17 +450,10 @@ def _train_loader(
 
 def _tiled_labels(model: nn.Module, images: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     """Label maps (B×H×W) of ``uint8`` images B×3×H×W, each segmented at its own resolution
-    with ``crop_size`` tiles (:func:`~boxes2pixels.tiling.predict_tiled`)."""
-    maps = [
-        predict_tiled(
-            model,
-            image.permute(1, 2, 0).numpy(),
-            tile_size=config.crop_size,
-            batch_size=config.batch,
-            precision=config.precision,
-        )
-        for image in images
-    ]
+    as ``b2p predict`` will run the model (tiled with ``crop_size`` windows)."""
+    plan = plan_inference(model, tile=True, tile_size=config.crop_size, precision=config.precision)
+    arrays = [image.permute(1, 2, 0).numpy() for image in images]
+    maps = segment(model, arrays, plan, batch_size=config.batch).labels
     return torch.from_numpy(np.stack(maps))
 
 

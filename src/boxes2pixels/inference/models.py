@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from .errors import Boxes2PixelsError, CheckpointError
+from ..errors import Boxes2PixelsError, CheckpointError
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from .student import Student
+    from ..student import Student
 
 RUNTIMES = ("auto", "torch", "onnx", "openvino")
 """``auto`` runs an ``.onnx`` file with OpenVINO on the CPU when it is installed, else with
@@ -96,7 +96,7 @@ def crop_size_of(model: Any) -> int:
 
 def model_runtime(model: Any) -> str:
     """``onnx`` (onnxruntime) or ``openvino`` for an exported model, ``torch`` otherwise."""
-    from .exported import ExportedModel
+    from ..exported import ExportedModel
 
     return model.runtime if isinstance(model, ExportedModel) else "torch"
 
@@ -139,8 +139,8 @@ def _check_runtime(runtime: str) -> str:
 
 def _load_folder(path: Path) -> Any:
     """The student or baseline saved in a model folder or a run's ``best/``."""
-    from .baselines import BaselineModel, read_baseline_config
-    from .student import Student
+    from ..baselines import BaselineModel, read_baseline_config
+    from ..student import Student
 
     folder = resolve_model_dir(path)
     if read_baseline_config(folder) is not None:
@@ -150,7 +150,7 @@ def _load_folder(path: Path) -> Any:
 
 def _hub_repo(spec: str, revision: str | None) -> tuple[str, str | None]:
     """Repository id and revision of a Hub model spec: ``owner/name`` or ``hf://owner/name[@rev]``."""
-    from .hub import HF_PROTOCOL, parse_hf_uri
+    from ..hub import HF_PROTOCOL, parse_hf_uri
 
     if not spec.startswith(HF_PROTOCOL):
         return spec, revision
@@ -166,8 +166,8 @@ def _hub_repo(spec: str, revision: str | None) -> tuple[str, str | None]:
 
 
 def _load_hub(spec: str, revision: str | None = None) -> Any:
-    from .hub import hub_download
-    from .student import Student
+    from ..hub import hub_download
+    from ..student import Student
 
     repo_id, revision = _hub_repo(spec, revision)
     # Fetch config.json first: its error names the repository, revision and file.
@@ -187,8 +187,8 @@ def _load_hub(spec: str, revision: str | None = None) -> Any:
 def _load_onnx(path: Path, runtime: str, device: str | torch.device | None) -> Any:
     """An exported file run by OpenVINO or onnxruntime (``auto``: OpenVINO when it is
     installed and the model runs on the CPU)."""
-    from .onnx_runtime import OnnxStudent, import_onnx, providers_for
-    from .openvino_runtime import OpenVinoStudent, check_openvino_device, openvino_available
+    from ..onnx_runtime import OnnxStudent, import_onnx, providers_for
+    from ..openvino_runtime import OpenVinoStudent, check_openvino_device, openvino_available
 
     if runtime == "torch":
         raise Boxes2PixelsError(
@@ -281,7 +281,7 @@ def _place(model: Any, runtime: str, device: str | torch.device | None) -> Any:
             f"a {type(model).__name__} runs with PyTorch; export it with `b2p export` to run "
             f"it with runtime {runtime}"
         )
-    from .device import resolve_device
+    from .precision import resolve_device
 
     return model.to(resolve_device(device)).eval()
 
@@ -292,7 +292,7 @@ def load_student(spec: Student | str | Path, device: str | torch.device | None =
     Raises:
         CheckpointError: the path is not a model, or it holds a baseline, not a student.
     """
-    from .student import Student
+    from ..student import Student
 
     model = load_model(spec, runtime="torch", device=device)
     if not isinstance(model, Student):

@@ -4,14 +4,12 @@ confident defect regions that no box covers ("possible missed defects")."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
-import torch
 
-from ..geometry import letterbox, normalize, unletterbox_logits
-from ..student.inference import model_device
+from ..inference import plan_inference, segment
 from ..teachers.base import box_masks
 
 
@@ -24,19 +22,13 @@ class ModelView:
 
 
 def model_view(model: Any, image: np.ndarray, imgsz: int | None = None) -> ModelView:
-    """Run ``model`` (any :class:`~boxes2pixels.models.SegmentationModel`) on one RGB image.
-
-    The image is letterboxed like ``predict`` does (long side ``imgsz`` or the model's own,
-    padded to the patch multiple); the fine logits are cropped, resized to the image and
-    turned into the argmax label map and the winning class's softmax probability.
-    """
-    padded, content = letterbox(image, int(imgsz or model.imgsz), multiple=int(model.patch_size))
-    batch = normalize(padded[None], model.mean, model.std).to(model_device(model))
-    with torch.inference_mode():
-        logits = model(batch, heads=("fine",))["fine"]
-        probs = unletterbox_logits(logits.float(), content, image.shape[:2]).softmax(dim=1)[0]
-        confidence, labels = probs.max(dim=0)
-    return ModelView(labels.to(torch.uint8).cpu().numpy(), confidence.cpu().numpy())
+    """Run ``model`` (any :class:`~boxes2pixels.inference.SegmentationModel`) on one RGB image
+    as ``b2p predict`` does at fp32: whole and letterboxed (long side ``imgsz`` or the
+    model's own), or tiled at native resolution for a model trained on windows. Returns the
+    label map and the winning class's softmax probability per pixel."""
+    plan = plan_inference(model, imgsz=imgsz, precision="fp32")
+    result = segment(model, image, plan, confidence=True)
+    return ModelView(result.labels[0], cast("list[np.ndarray]", result.confidence)[0])
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..errors import Boxes2PixelsError, CheckpointError, ConfigError, HubError
 from ..hub import describe_location, hub_download
+from ..inference.segment import predict_images
 from ..io import atomic_path, write_text_atomic
 from ..weights_file import load_weights, write_weights
 from .backbone import (
@@ -28,7 +29,6 @@ from .backbone import (
     no_backbone_weights,
 )
 from .decoder import Decoder
-from .inference import predict_label_maps
 
 logger = logging.getLogger(__name__)
 
@@ -305,7 +305,10 @@ class Student(
         """Label maps (argmax of the fine head) for RGB images, each at its own size.
 
         Each image is letterboxed (long side ``imgsz``, aspect ratio kept, padded to patch
-        multiples); the logits are cropped, resized bilinearly to the original size and argmaxed.
+        multiples); the logits are cropped, resized bilinearly to the original size and
+        argmaxed. A student trained on native-resolution windows (``crop_size``) is run
+        tiled at the image's own resolution instead, as ``b2p predict`` runs it (see
+        :func:`~boxes2pixels.inference.plan_inference`).
 
         Args:
             images: an H×W×3 ``uint8`` RGB array, a batch N×H×W×3, or a list of any sizes.
@@ -319,7 +322,7 @@ class Student(
         """
         if self.num_classes > 255:
             raise ConfigError("label maps are uint8: at most 255 classes can be predicted")
-        return predict_label_maps(
+        return predict_images(
             self, images, imgsz=imgsz, batch_size=batch_size, precision=precision, device=device
         )
 

@@ -40,7 +40,7 @@ class SamTeacher:
         model_type: ``vit_b``, ``vit_l`` or ``vit_h``; ``None`` reads it from the checkpoint.
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps``.
         precision: ``fp32`` | ``bf16`` | ``fp16`` | ``auto`` for the image encoder (autocast);
-            ``None`` means ``auto`` (:func:`boxes2pixels.cpu.choose_precision`: bf16 on GPUs
+            ``None`` means ``auto`` (:func:`boxes2pixels.inference.choose_precision`: bf16 on GPUs
             and CPUs that compute it natively, fp16 on older GPUs, else fp32). The prompt
             decoder runs in fp32.
         multimask: ask SAM for its three candidate masks and keep the one with the highest
@@ -79,8 +79,8 @@ class SamTeacher:
         runtime: str | None = None,
     ) -> None:
         torch = require("torch", f"the {self.name} teacher")
-        from ..device import resolve_device, resolve_precision
         from ..errors import CheckpointError
+        from ..inference.precision import resolve_device, resolve_precision
 
         if model_type is not None and model_type not in self.model_types:
             raise CheckpointError(
@@ -192,9 +192,10 @@ class SamTeacher:
         self.predictor.reset_image()
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.autocast_dtype is None or self.runtime == "openvino":
-            return contextlib.nullcontext()
-        return self.torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+        from ..inference.precision import autocast
+
+        dtype = None if self.runtime == "openvino" else self.autocast_dtype
+        return autocast(self.device, dtype)
 
     def segment(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """N×H×W boolean masks (the masks of :meth:`segment_scored`)."""

@@ -1,0 +1,251 @@
+"""The one place that decides how a model segments images: whole or tiled, and in which
+precision.
+
+:func:`plan_inference` turns what a caller asks (``tile``, ``tile_size``, ``imgsz``,
+``precision``) and what the model is (its runtime, the crop size it was trained on, the fixed
+input of a static export) into an :class:`InferencePlan`: what will run, recorded as such.
+:func:`segment` runs a plan. ``predict``, ``evaluate``, ``review``, the training validation,
+``Student.predict`` and the benchmark all segment through it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import Boxes2PixelsError
+from .batched import model_device, predict_label_maps
+from .models import crop_size_of, model_runtime
+from .precision import choose_precision, precision_dtype, resolve_device
+from .tiled import predict_tiled
+
+DEFAULT_OVERLAP = 0.25
+"""Fraction of a tile shared with its neighbours."""
+
+
+@dataclass(frozen=True)
+class InferencePlan:
+    """How a model segments images; recorded in ``b2p_predict.json`` as what ran.
+
+    Attributes:
+        runtime: ``torch``, ``onnx`` (onnxruntime) or ``openvino``.
+        device: where the model runs (``cpu``, ``cuda:0``, ...).
+        precision: the precision that runs (``fp32``, ``bf16``, ``fp16``), never ``auto``.
+        precision_reason: why: ``asked``, or what ``auto`` detected.
+        tiled: windows at native resolution (else the whole image letterboxed).
+        tile_size: window side (a multiple of the model's patch size) when ``tiled``.
+        tile_overlap: fraction of a window shared with its neighbours when ``tiled``.
+        imgsz: long side of the letterboxed image when not ``tiled``.
+        why_tiled: ``asked``, or ``trained on N px windows`` for a crop-trained model.
+    """
+
+    runtime: str
+    device: str
+    precision: str
+    precision_reason: str
+    tiled: bool
+    tile_size: int | None
+    tile_overlap: float | None
+    imgsz: int | None
+    why_tiled: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready values."""
+        return asdict(self)
+
+
+@dataclass
+class Segmentation:
+    """The result of :func:`segment`.
+
+    Attributes:
+        labels: one H×W ``uint8`` label map per image, at the image's own size.
+        confidence: with ``confidence=True``, one H×W ``float32`` map per image: the softmax
+            probability of the winning class.
+        windows: forward windows run (images when whole, tiles when tiled).
+    """
+
+    labels: list[np.ndarray]
+    confidence: list[np.ndarray] | None = None
+    windows: int = 0
+    plan: InferencePlan | None = field(default=None, repr=False)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-int(value) // multiple) * multiple
+
+
+def _fixed_side(model: Any) -> int | None:
+    """The input side of a static export (square), or ``None`` when the model takes any size."""
+    if getattr(model, "dynamic", True):
+        return None
+    h, w = (int(v) for v in model.input_hw)
+    return h if h == w else None
+
+
+def _precision(model: Any, runtime: str, precision: str) -> tuple[str, str]:
+    """``(precision that runs, why)`` for a runtime."""
+    name = precision.lower()
+    if name not in ("auto", "fp32", "bf16", "fp16"):
+        raise Boxes2PixelsError(f"unknown precision '{precision}' (use auto, fp32, bf16 or fp16)")
+    if runtime == "onnx":
+        if name in ("bf16", "fp16"):
+            raise Boxes2PixelsError(
+                f"precision {name}: onnxruntime runs the exported file in fp32 only; use "
+                "--precision fp32 or auto, or --runtime openvino (or torch with the model folder)"
+            )
+        return "fp32", "onnxruntime runs fp32"
+    if name != "auto":
+        return name, "asked"
+    import torch
+
+    device = torch.device("cpu") if runtime == "openvino" else model_device(model)
+    choice = choose_precision(device)
+    return choice.precision, f"auto: {choice.reason}"
+
+
+def plan_inference(
+    model: Any,
+    *,
+    tile: bool = False,
+    tile_size: int | None = None,
+    tile_overlap: float = DEFAULT_OVERLAP,
+    imgsz: int | None = None,
+    precision: str = "auto",
+) -> InferencePlan:
+    """Decide how ``model`` segments images (see the module docstring).
+
+    Rules: a model trained on native-resolution windows (``b2p train --crop-size``) is always
+    tiled, by default with windows of its crop size. A static export takes one input size:
+    its windows (tiled) or its letterbox (whole) are that size, whatever was asked.
+    ``auto`` precision is :func:`~boxes2pixels.inference.precision.choose_precision`'s pick
+    for the device (OpenVINO: the CPU); onnxruntime runs fp32 only.
+
+    Raises:
+        Boxes2PixelsError: an unknown precision, a reduced precision asked of onnxruntime, a
+            tile overlap outside ``[0, 0.9]``, or a size below 1.
+    """
+    runtime = model_runtime(model)
+    name, reason = _precision(model, runtime, precision)
+    device = "cpu" if runtime == "openvino" else str(model_device(model))
+    if runtime == "onnx":
+        device = "cuda" if "CUDAExecutionProvider" in model.session.get_providers() else "cpu"
+    for label, value in (("tile size", tile_size), ("imgsz", imgsz)):
+        if value is not None and int(value) < 1:
+            raise Boxes2PixelsError(f"{label} must be at least 1, got {value}")
+    crop, fixed = crop_size_of(model), _fixed_side(model)
+    multiple = int(model.patch_size)
+    if tile or crop:
+        if not 0.0 <= tile_overlap <= 0.9:
+            raise Boxes2PixelsError(f"tile overlap must be between 0 and 0.9, got {tile_overlap}")
+        side = fixed or tile_size or crop or imgsz or int(model.imgsz)
+        return InferencePlan(
+            runtime, device, name, reason, True, _round_up(side, multiple), float(tile_overlap),
+            None, "asked" if tile else f"trained on {crop} px windows",
+        )  # fmt: skip
+    return InferencePlan(
+        runtime, device, name, reason, False, None, None, fixed or int(imgsz or model.imgsz)
+    )
+
+
+def segment(
+    model: Any,
+    images: np.ndarray | Sequence[np.ndarray],
+    plan: InferencePlan | None = None,
+    *,
+    batch_size: int = 4,
+    confidence: bool = False,
+    callback: Callable[[int, int], None] | None = None,
+    **asked: Any,
+) -> Segmentation:
+    """Segment RGB images (H×W×3 ``uint8``) with ``model`` as ``plan`` says.
+
+    Args:
+        model: a :class:`~boxes2pixels.inference.SegmentationModel` on its device.
+        images: one image or a sequence of images of any sizes.
+        plan: from :func:`plan_inference`; without one, ``asked`` (its keyword arguments:
+            ``tile``, ``tile_size``, ``tile_overlap``, ``imgsz``, ``precision``) makes one.
+        batch_size: images (whole) or windows (tiled) per forward pass.
+        confidence: also return the winning class's softmax probability per pixel.
+        callback: tiled only: ``callback(windows_done, windows_total)`` per image's batches.
+
+    Returns:
+        A :class:`Segmentation` (label maps at each image's own size, the plan that ran).
+    """
+    if batch_size < 1:
+        raise Boxes2PixelsError(f"batch size must be at least 1, got {batch_size}")
+    plan = plan or plan_inference(model, **asked)
+    if isinstance(images, np.ndarray):
+        images = [images] if images.ndim == 3 else list(images)
+    dtype = precision_dtype(plan.precision) if plan.runtime == "torch" else None
+    if plan.runtime == "openvino":
+        model.precision = plan.precision
+    result = Segmentation([], [] if confidence else None, plan=plan)
+    if plan.tiled:
+        for image in images:
+            labels, conf, windows = predict_tiled(
+                model, image, tile_size=int(plan.tile_size or 0),
+                overlap=float(plan.tile_overlap or 0.0), batch_size=batch_size, dtype=dtype,
+                confidence=confidence, callback=callback,
+            )  # fmt: skip
+            result.labels.append(labels)
+            result.windows += windows
+            if result.confidence is not None and conf is not None:
+                result.confidence.append(conf)
+        return result
+    labels, confs = predict_label_maps(
+        model, images, imgsz=int(plan.imgsz or model.imgsz), batch_size=batch_size,
+        dtype=dtype, confidence=confidence,
+    )  # fmt: skip
+    result.labels, result.windows = labels, len(labels)
+    if result.confidence is not None:
+        result.confidence = confs
+    return result
+
+
+def predict_images(
+    model: Any,
+    images: np.ndarray | Sequence[np.ndarray],
+    *,
+    imgsz: int | None = None,
+    batch_size: int = 4,
+    precision: str = "fp32",
+    device: Any = None,
+) -> list[np.ndarray]:
+    """``model.predict``'s body for every model kind: label maps through :func:`segment`
+    (whole and letterboxed to ``imgsz``, or tiled for a model trained on windows), after
+    moving a torch model to ``device`` when one is given."""
+    import torch
+
+    if device is not None and isinstance(model, torch.nn.Module):
+        model.to(resolve_device(device))
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        images = [images]
+    if len(images) == 0:
+        return []
+    return segment(model, images, batch_size=batch_size, imgsz=imgsz, precision=precision).labels
+
+
+def model_sha256(spec: Any) -> str | None:
+    """The sha256 that identifies a model named by a path: of an ``.onnx`` file's bytes, or
+    the one a saved model's ``model.safetensors`` records for its tensors (checked). ``None``
+    for a model object or a Hub id (its revision identifies it)."""
+    from ..weights_file import verify_weights
+    from .models import ONNX_SUFFIX, resolve_model_dir
+
+    if not isinstance(spec, (str, Path)) or not Path(spec).exists():
+        return None
+    path = Path(spec)
+    if path.suffix.lower() == ONNX_SUFFIX:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    weights = resolve_model_dir(path) / "model.safetensors"
+    return verify_weights(weights) if weights.is_file() else None
