@@ -83,7 +83,7 @@ def check_openvino_device(device: str | torch.device | None) -> None:
 def resolve_openvino_precision(precision: str) -> str:
     """``fp32``, ``bf16`` or ``fp16`` for ``precision`` on this CPU (``auto`` decides as
     :func:`boxes2pixels.cpu.choose_precision` does)."""
-    from .cpu import choose_precision
+    from .inference.precision import choose_precision
 
     name = precision.lower()
     if name == "auto":
@@ -172,14 +172,16 @@ def verify_folder(folder: Path) -> dict[str, dict[str, Any]]:
     """
     files = _cache_files(folder)
     manifest = folder / MANIFEST
-    if not files and not manifest.exists():
+    if not manifest.exists():
+        if files:
+            raise CacheMismatch(f"{files[0]}: not recorded ({manifest} is missing)")
         return {}
     try:
         recorded = json.loads(manifest.read_text(encoding="utf-8"))["files"]
         entries = {str(k): {"size": int(v["size"]), "sha256": str(v["sha256"])}
                    for k, v in recorded.items()}  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise CacheMismatch(f"{manifest}: missing or unreadable ({exc})") from exc
+        raise CacheMismatch(f"{manifest}: unreadable ({exc})") from exc
     missing = sorted(set(entries) - {p.name for p in files})
     if missing:
         raise CacheMismatch(f"{folder / missing[0]}: recorded in {manifest} but missing")
@@ -187,10 +189,14 @@ def verify_folder(folder: Path) -> dict[str, dict[str, Any]]:
         entry = entries.get(path.name)
         if entry is None:
             raise CacheMismatch(f"{path}: not recorded in {manifest}")
-        size = path.stat().st_size
+        try:
+            size = path.stat().st_size
+            same = size == entry["size"] and sha256_file(path) == entry["sha256"]
+        except OSError as exc:  # removed meanwhile, or not readable
+            raise CacheMismatch(f"{path}: unreadable ({exc})") from exc
         if size != entry["size"]:
             raise CacheMismatch(f"{path}: {size} bytes where {entry['size']} were written")
-        if sha256_file(path) != entry["sha256"]:
+        if not same:
             raise CacheMismatch(f"{path}: content differs from what was written (sha256)")
     return entries
 
@@ -214,7 +220,11 @@ def record_folder(folder: Path, known: dict[str, dict[str, Any]] | None = None) 
 
 
 def clear_folder(folder: Path) -> None:
-    """Delete ``folder``'s cached files and manifest (the folder stays)."""
+    """Delete ``folder``'s cached files and manifest (the folder stays).
+
+    Raises:
+        OSError: a file cannot be deleted.
+    """
     for path in [*_cache_files(folder), folder / MANIFEST]:
         path.unlink(missing_ok=True)
 
@@ -244,7 +254,11 @@ def compile_cached(core: Any, path: Path, precision: str, threads: int | None, k
             known = verify_folder(folder)
         except CacheMismatch as exc:
             logger.warning("%s; compiling %s again", exc, path)
-            clear_folder(folder)
+            try:
+                clear_folder(folder)
+            except OSError:  # what cannot be deleted is not used: compiled without the cache
+                del config["CACHE_DIR"]
+                folder = None
     try:
         try:
             compiled = core.compile_model(str(path), "CPU", config)
@@ -255,8 +269,12 @@ def compile_cached(core: Any, path: Path, precision: str, threads: int | None, k
                 "%s: OpenVINO cannot load the cached compiled model (%s); compiling %s again",
                 folder, _first_line(exc), path,
             )  # fmt: skip
-            clear_folder(folder)
             known = {}
+            try:
+                clear_folder(folder)
+            except OSError:
+                del config["CACHE_DIR"]
+                folder = None
             compiled = core.compile_model(str(path), "CPU", config)
     except Exception as exc:
         raise CheckpointError(f"{path}: OpenVINO cannot compile it ({_first_line(exc)})") from exc

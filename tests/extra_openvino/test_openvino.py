@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from boxes2pixels.cli.main import app
 from boxes2pixels.errors import Boxes2PixelsError
 from boxes2pixels.export import export_onnx
+from boxes2pixels.inference import load_model
 from boxes2pixels.io import read_mask, write_rgb
-from boxes2pixels.models import load_model
 from boxes2pixels.onnx_runtime import OnnxStudent
 from boxes2pixels.openvino_runtime import OpenVinoStudent
 

@@ -111,7 +111,7 @@ def test_cache_folders_are_verified_against_their_manifest(tmp_path, caplog) -> 
     assert verify_folder(folder) == {}  # nothing cached yet
     folder.mkdir()
     (folder / "a.blob").write_bytes(b"0123456789")
-    with pytest.raises(CacheMismatch, match=r"manifest\.json: missing or unreadable"):
+    with pytest.raises(CacheMismatch, match=r"a\.blob: not recorded \(.*manifest\.json is missing"):
         verify_folder(folder)
     record_folder(folder)
     assert verify_folder(folder)["a.blob"]["size"] == 10
@@ -126,7 +126,7 @@ def test_cache_folders_are_verified_against_their_manifest(tmp_path, caplog) -> 
     with pytest.raises(CacheMismatch, match=r"a\.blob: recorded in .* but missing"):
         verify_folder(folder)
     (folder / MANIFEST).write_text("{not json")
-    with pytest.raises(CacheMismatch, match="missing or unreadable"):
+    with pytest.raises(CacheMismatch, match=r"manifest\.json: unreadable"):
         verify_folder(folder)
     clear_folder(folder)
     assert list(folder.iterdir()) == [] and verify_folder(folder) == {}
@@ -180,6 +180,7 @@ def test_a_truncated_converted_encoder_is_converted_again(sam_checkpoint, cache,
     size = weights.stat().st_size
     with open(weights, "r+b") as fh:
         fh.truncate(size // 2)
+    shutil.rmtree(cache / "compiled")  # as for another precision: OpenVINO reads the .bin
     with caplog.at_level(logging.WARNING, "boxes2pixels"):
         got = load_teacher("mobile-sam", runtime="openvino", **options).segment_scored(image, boxes)
     assert np.array_equal(got.masks, fresh.masks)
