@@ -42,6 +42,16 @@ def review_command(
             help="polygon (editable in CVAT / Label Studio) | rle (exact for 1-2 px cracks).",
         ),
     ] = "polygon",
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace an earlier bundle in OUT/correct/ whole, mask edits there included "
+            "(its images/, masks/, annotations.json and bundle.json; other files are kept). "
+            "Without it a rerun replaces only the files it wrote that are unchanged or "
+            "imported, and stops if any was edited.",
+        ),
+    ] = False,
     imgsz: ImgszOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -54,6 +64,11 @@ def review_command(
     image, ranked), OUT/gallery.html (the top K, self-contained) and OUT/correct/ (the top K
     as images + COCO annotations.json + PNG masks, for CVAT or Label Studio). Bring the
     corrections back with `b2p label ... --corrections FILE_OR_FOLDER`.
+
+    A rerun into the same OUT never loses a mask you edited in OUT/correct/masks: it stops,
+    naming the edited files, until they are imported (or --overwrite). Files of the earlier
+    bundle that the new one lacks are removed, so an import takes only the current ones;
+    files you added are kept.
     """
     from rich.progress import Progress
 
@@ -73,6 +88,7 @@ def review_command(
             imgsz=imgsz,
             device=device,
             encoding=coco_encoding,
+            overwrite=overwrite,
             on_image=lambda done, total: bar.update(task, completed=done, total=total),
         )
     queue = result.queue

@@ -9,8 +9,8 @@ from typing import Any
 
 from ..convert_folder import check_output_folder
 from ..data.yolo import load_data_yaml
-from ..models import load_model
-from .bundle import write_bundle
+from ..inference import load_model
+from .bundle import check_bundle, remove_bundle, write_bundle
 from .gallery import gallery_document, write_gallery
 from .queue import ReviewQueue, describe_model, review_split
 from .scores import teacher_scores
@@ -54,13 +54,17 @@ def review_dataset(
     imgsz: int | None = None,
     device: str = "auto",
     encoding: str = "polygon",
+    overwrite: bool = False,
     on_image: Callable[[int, int], None] | None = None,
 ) -> ReviewResult:
     """Rank the pseudo-masks of ``split``; write the queue, the gallery and the bundle.
 
     Writes ``out/queue.csv`` and ``out/queue.json`` (every image, ranked),
     ``out/gallery.html`` (self-contained; also ``gallery.md``) of the ``top`` images and the
-    correction bundle ``out/correct/`` of those images (see :mod:`.bundle`).
+    correction bundle ``out/correct/`` of those images (see :mod:`.bundle`). An earlier
+    bundle there is replaced, its files that the new one lacks removed (all of them when no
+    image raises a doubt); one that holds edits not yet imported into ``masks`` is refused
+    before anything is written.
 
     Args:
         data_yaml: the dataset's ``data.yaml``.
@@ -74,10 +78,15 @@ def review_dataset(
         imgsz: the model's input long side (default: its own).
         device: where the model runs.
         encoding: COCO segmentation of the bundle: ``polygon`` or ``rle``.
+        overwrite: replace an earlier bundle whole, edits included (its ``images/``,
+            ``masks/``, ``annotations.json`` and ``bundle.json``; other files are kept).
         on_image: progress callback ``on_image(done, total)``.
 
     Raises:
-        ConfigError: ``out`` is or lies inside the dataset or the masks folder.
+        ConfigError: ``out`` is or lies inside the dataset or the masks folder; without
+            ``overwrite``, the earlier bundle holds edits, has no readable ``bundle.json``,
+            or a file it did not write where the new one writes (see
+            :func:`.bundle.check_bundle`).
         DatasetError: unknown split, or a missing pseudo-mask or one of another size
             (checked before anything is written).
         CheckpointError: the model cannot be loaded.
@@ -85,6 +94,9 @@ def review_dataset(
     ds = load_data_yaml(data_yaml)
     masks, out = Path(masks), Path(out)
     check_output_folder(out, ds, masks, containing=False)
+    bundle = out / BUNDLE_DIR
+    if not overwrite:
+        check_bundle(bundle, masks)  # before the review runs; the write checks again
     loaded = None if model is None else load_model(model, device=device)
     queue = review_split(
         ds,
@@ -102,9 +114,10 @@ def review_dataset(
     doc = gallery_document(  # drawn before the first write: a failure leaves earlier files
         queue, chosen, loaded, imgsz, _commands(ds.yaml_path, masks, out / BUNDLE_DIR, split)
     )
+    if chosen:  # first: a refused bundle leaves the earlier queue and gallery too
+        write_bundle(chosen, ds.names, bundle, encoding, masks=masks, overwrite=overwrite)
+    else:
+        remove_bundle(bundle, masks, overwrite)
     csv_path, json_path = queue.write(out)
-    bundle = None
-    if chosen:
-        bundle = out / BUNDLE_DIR
-        write_bundle(chosen, ds.names, bundle, encoding)
-    return ReviewResult(queue, csv_path, json_path, write_gallery(doc, out), bundle)
+    gallery = write_gallery(doc, out)
+    return ReviewResult(queue, csv_path, json_path, gallery, bundle if chosen else None)
