@@ -137,3 +137,30 @@ def test_predict_through_load_model(case: Case) -> None:
     for pred, ref in zip(preds, expected, strict=True):
         assert pred.dtype == np.uint8 and pred.max() < len(NAMES)
         assert (pred == ref).mean() >= case.agreement
+
+
+# ------------------------------------------------------------------ the segment() matrix
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+@pytest.mark.parametrize("tile", [False, True], ids=["whole", "tiled"])
+def test_segment_matches_torch_fp32_on_a_non_square_photo(
+    case: Case, tile: bool, precision: str
+) -> None:
+    """Every model kind and runtime, whole and tiled, fp32 and auto, against the PyTorch fp32
+    result of the model that was saved; the plan records what ran."""
+    from boxes2pixels.inference import choose_precision, plan_inference, segment
+
+    photo = np.random.default_rng(1).integers(0, 256, (90, 150, 3), dtype=np.uint8)
+    loaded = load_model(case.artefact, device="cpu", runtime=case.runtime)
+    asked = {"tile": tile, "tile_size": 56 if tile else None}
+    reference = segment(case.reference, photo, precision="fp32", **asked)
+    plan = plan_inference(loaded, precision=precision, **asked)
+    result = segment(loaded, photo, plan, batch_size=2)
+    assert result.labels[0].shape == (90, 150) and result.labels[0].dtype == np.uint8
+    assert plan.tiled is tile and result.windows == reference.windows
+    auto = choose_precision(torch.device("cpu")).precision
+    runs = "fp32" if precision == "fp32" or plan.runtime == "onnx" else auto
+    assert plan.precision == runs
+    agreement = (result.labels[0] == reference.labels[0]).mean()
+    # fp32 is the same computation (ONNX: up to float rounding); bf16 may flip near-ties of
+    # these random-weight models
+    assert agreement >= (case.agreement if runs == "fp32" else 0.8)

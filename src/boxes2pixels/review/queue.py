@@ -17,8 +17,8 @@ import numpy as np
 
 from ..data.yolo import YoloDataset, load_data_yaml
 from ..errors import DatasetError
-from ..io import image_size, read_image, read_mask, write_json_atomic, write_text_atomic
 from ..inference import backbone_is_random, load_model
+from ..io import image_size, read_image, read_mask, write_json_atomic, write_text_atomic
 from .model import MissedDefect, missed_defects, model_view
 from .signals import SIGNALS, BoxSignals, DoubtSettings, box_signals, doubt_score, image_signals
 from .signals import iou as mask_iou
