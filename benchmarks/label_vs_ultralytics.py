@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from boxes2pixels.data.labelmaps import read_mask
 from boxes2pixels.inference.precision import cpu_info
-from boxes2pixels.io import read_mask
 from boxes2pixels.label import label_dataset
 from boxes2pixels.teachers import load_teacher
 

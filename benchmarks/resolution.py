@@ -38,9 +38,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from boxes2pixels.data.labelmaps import read_mask
 from boxes2pixels.data.synth import SynthConfig, generate_dataset
 from boxes2pixels.data.yolo import load_data_yaml
-from boxes2pixels.io import read_mask
 from boxes2pixels.label.crops import CropPolicy, plan_crops
 
 IGNORE = 255

@@ -77,7 +77,7 @@ def _square_dataset(root, n_train: int = 4, n_val: int = 2, size: int = 56):
     import numpy as np
     from PIL import Image
 
-    from boxes2pixels.io import write_mask
+    from boxes2pixels.data.labelmaps import write_mask
 
     rng = np.random.default_rng(0)
     for split, n in (("train", n_train), ("val", n_val)):

@@ -26,9 +26,10 @@ from typer.testing import CliRunner
 from boxes2pixels.atomic import atomic_path, remove_stale_temps
 from boxes2pixels.cli.main import app
 from boxes2pixels.data.dataset import PseudoMaskDataset
+from boxes2pixels.data.labelmaps import read_mask
 from boxes2pixels.data.yolo import load_data_yaml, parse_label_text
 from boxes2pixels.errors import CheckpointError, ImageReadError, WriteError
-from boxes2pixels.io import load_torch_weights, read_image, read_mask
+from boxes2pixels.io import load_torch_weights, read_image
 from boxes2pixels.weights_file import SHA256_KEY, verify_weights
 
 NAMES3 = ["background", "dirt", "damage"]
@@ -401,7 +402,7 @@ def test_unreadable_image_in_training_names_it_even_from_a_worker(ds: Path) -> N
     from torch.utils.data import DataLoader
 
     from boxes2pixels.cli._common import error_text
-    from boxes2pixels.io import write_mask
+    from boxes2pixels.data.labelmaps import write_mask
 
     assert label(ds, ds / "masks")[0] == 0
     bomb = ds / "images" / "train" / "bomb.png"

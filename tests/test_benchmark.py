@@ -84,8 +84,9 @@ def test_summary_files_have_table_1_layout(tmp_path) -> None:
 
 
 def test_panels_one_row_per_image(tmp_path, synth) -> None:
+    from boxes2pixels.data.labelmaps import read_mask, write_mask
     from boxes2pixels.data.yolo import load_data_yaml
-    from boxes2pixels.io import read_image, read_mask, write_mask
+    from boxes2pixels.io import read_image
 
     ds = load_data_yaml(synth)
     gt = synth.parent / "gt_masks"

@@ -16,15 +16,14 @@ from typer.testing import CliRunner
 from boxes2pixels.cli.main import app
 from boxes2pixels.convert import (
     coco_to_masks,
-    mask_instances,
     mask_to_yolo_seg,
     masks_to_coco,
     write_yolo_seg,
     yolo_seg_to_mask,
 )
+from boxes2pixels.data.labelmaps import label_regions, write_mask
 from boxes2pixels.data.yolo import load_data_yaml, parse_label_text
 from boxes2pixels.errors import DatasetError
-from boxes2pixels.io import write_mask
 
 # pycocotools 2.0.x decodes through a numpy-1 style __array__ (a DeprecationWarning)
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
@@ -54,7 +53,7 @@ def test_coco_rle_decodes_exactly_with_pycocotools(label_map: np.ndarray, tmp_pa
     assert [c["name"] for c in coco["categories"]] == NAMES
     assert [c["id"] for c in coco["categories"]] == [1, 2]
     assert coco["images"] == [{"id": 1, "file_name": "a.png", "width": 160, "height": 120}]
-    instances = list(mask_instances(label_map))
+    instances = list(label_regions(label_map))
     assert len(coco["annotations"]) == len(instances) == 5  # 3 dirt, 2 damage; 255 left out
     path = tmp_path / "coco.json"
     path.write_text(json.dumps(coco))
@@ -83,7 +82,7 @@ def test_coco_polygons_are_close_for_compact_defects_and_lose_thin_cracks(
         rle = mask_utils.merge(mask_utils.frPyObjects(ann["segmentation"], 120, 160))
         decoded = mask_utils.decode(rle).astype(bool)
         truth = next(
-            i.mask for i in mask_instances(label_map) if list(map(float, i.bbox)) == ann["bbox"]
+            i.mask for i in label_regions(label_map) if list(map(float, i.bbox)) == ann["bbox"]
         )
         ious.append((ann["area"], _iou(decoded, truth)))
     compact = [iou for area, iou in ious if area > 300]

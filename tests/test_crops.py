@@ -11,9 +11,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from boxes2pixels.cli.main import app
+from boxes2pixels.data.labelmaps import read_mask
 from boxes2pixels.data.yolo import ImageLabels
 from boxes2pixels.errors import Boxes2PixelsError, ConfigError
-from boxes2pixels.io import read_mask
 from boxes2pixels.label import CropPolicy, combine_masks, label_dataset, label_image, plan_crops
 from boxes2pixels.label.crops import box_crop, segment_in_crops
 from boxes2pixels.teachers import available_teachers

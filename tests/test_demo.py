@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 
 from boxes2pixels import demo as demo_module
 from boxes2pixels.cli.main import app
+from boxes2pixels.data.labelmaps import class_colour
 from boxes2pixels.demo import backbone as demo_backbone
 from boxes2pixels.demo.panels import choose_panel_images, panel_scale, render_panel
 from boxes2pixels.demo.report import CURVES_DPI, CURVES_FIGSIZE
 from boxes2pixels.evaluate import evaluate
-from boxes2pixels.io import class_colour
 from boxes2pixels.viz import ERROR_COLOURS
 
 QUICK = demo_module.DemoSettings.for_mode(quick=True)

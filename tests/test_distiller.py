@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from boxes2pixels.config import ConfigError, TrainConfig
 from boxes2pixels.data.dataset import PseudoMaskDataset
+from boxes2pixels.data.labelmaps import read_mask, write_mask
 from boxes2pixels.data.transforms import JointTransform
 from boxes2pixels.distill import (
     CHECKPOINT_FORMAT,
@@ -31,7 +32,6 @@ from boxes2pixels.distill import (
 from boxes2pixels.distill import loop as distill_loop
 from boxes2pixels.distill.checkpoint import load_checkpoint
 from boxes2pixels.errors import Boxes2PixelsError, CheckpointError, DatasetError
-from boxes2pixels.io import read_mask, write_mask
 
 RED = (230, 30, 30)
 

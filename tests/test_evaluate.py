@@ -10,9 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from boxes2pixels.cli.main import app
+from boxes2pixels.data.labelmaps import read_mask, write_mask
 from boxes2pixels.errors import Boxes2PixelsError
 from boxes2pixels.evaluate import EvaluationResult, evaluate, split_dir
-from boxes2pixels.io import read_mask, write_mask, write_rgb
+from boxes2pixels.io import write_rgb
 
 NAMES = ["background", "dirt", "damage"]
 KEYS = [

@@ -11,7 +11,7 @@ import torch
 
 from boxes2pixels.errors import Boxes2PixelsError, CheckpointError
 from boxes2pixels.export import export_onnx
-from boxes2pixels.models import load_model
+from boxes2pixels.inference import load_model
 from boxes2pixels.onnx_runtime import OnnxStudent
 
 
@@ -98,7 +98,8 @@ def test_b2p_predict_runtime_onnx_writes_the_same_masks_as_torch(student, tmp_pa
     from typer.testing import CliRunner
 
     from boxes2pixels.cli.main import app
-    from boxes2pixels.io import read_mask, write_rgb
+    from boxes2pixels.data.labelmaps import read_mask
+    from boxes2pixels.io import write_rgb
 
     for i, image in enumerate(images()):
         write_rgb(tmp_path / "photos" / f"img{i}.png", image)

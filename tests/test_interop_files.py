@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from torchvision.io import ImageReadMode, read_image
 
+from boxes2pixels.data.labelmaps import read_mask, write_mask
 from boxes2pixels.data.yolo import load_data_yaml, parse_label_text
-from boxes2pixels.io import read_mask, write_mask
 
 # torchvision announces its own decoders' deprecation (it still reads PNGs)
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torchvision.*")

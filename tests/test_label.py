@@ -11,9 +11,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from boxes2pixels.cli.main import app
+from boxes2pixels.data.labelmaps import read_mask
 from boxes2pixels.data.yolo import ImageLabels
 from boxes2pixels.errors import Boxes2PixelsError, DatasetError
-from boxes2pixels.io import read_mask
 from boxes2pixels.label import (
     combine_masks,
     label_dataset,

@@ -14,11 +14,12 @@ import torch
 from boxes2pixels.config import ConfigError, TrainConfig
 from boxes2pixels.data.crops import WindowSampler
 from boxes2pixels.data.dataset import PseudoMaskDataset
+from boxes2pixels.data.labelmaps import read_mask
 from boxes2pixels.data.synth import SynthConfig, generate_dataset
 from boxes2pixels.distill import Distiller, build_datasets, build_student, train
 from boxes2pixels.evaluate import evaluate
 from boxes2pixels.inference import load_model, segment
-from boxes2pixels.io import read_image, read_mask
+from boxes2pixels.io import read_image
 from boxes2pixels.label import label_dataset
 from boxes2pixels.metrics import DefectCounter
 from boxes2pixels.predict import predict_files
@@ -126,7 +127,7 @@ def _line_dataset(root: Path, size: tuple[int, int] = (140, 98)) -> Path:
     in ``masks/<split>``; the val split has one image."""
     from PIL import Image
 
-    from boxes2pixels.io import write_mask
+    from boxes2pixels.data.labelmaps import write_mask
 
     rng = np.random.default_rng(0)
     w, h = size

@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from boxes2pixels.convert import masks_to_coco
+from boxes2pixels.data.labelmaps import read_mask, write_mask
 from boxes2pixels.data.synth import generate_dataset
 from boxes2pixels.data.yolo import load_data_yaml
 from boxes2pixels.errors import ConfigError
-from boxes2pixels.io import read_mask, write_mask
 from boxes2pixels.label import MANIFEST_NAME, label_dataset
 from boxes2pixels.label.corrections import corrected_keys
 from boxes2pixels.label.imitation import imitate_teacher

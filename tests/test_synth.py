@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from boxes2pixels.cli.main import app
+from boxes2pixels.data.labelmaps import read_mask
 from boxes2pixels.data.synth import (
     SynthConfig,
     generate_dataset,
@@ -18,7 +19,7 @@ from boxes2pixels.data.synth import (
 )
 from boxes2pixels.data.yolo import load_data_yaml
 from boxes2pixels.errors import DatasetError
-from boxes2pixels.io import read_image, read_mask
+from boxes2pixels.io import read_image
 
 SIZE = (192, 112)
 

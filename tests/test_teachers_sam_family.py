@@ -17,10 +17,10 @@ import torch
 from typer.testing import CliRunner
 
 from boxes2pixels.cli.main import app
+from boxes2pixels.data.labelmaps import read_mask
 from boxes2pixels.data.synth import generate_dataset
 from boxes2pixels.data.yolo import ImageLabels
 from boxes2pixels.errors import CheckpointError, ConfigError
-from boxes2pixels.io import read_mask
 from boxes2pixels.label import label_dataset, label_image
 from boxes2pixels.teachers import load_teacher
 from boxes2pixels.teachers.base import TeacherEntry, box_masks

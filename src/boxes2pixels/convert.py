@@ -16,39 +16,18 @@ Ignore pixels (255) are never exported. Folder-level conversion is in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from .data.labelmaps import IGNORE, Region, label_regions
 from .errors import ConfigError, DatasetError, WriteError
 from .io import image_size
 
-IGNORE = 255
 ENCODINGS = ("rle", "polygon")
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One connected component of one class in a label map.
-
-    Attributes:
-        value: the label value (``k + 1`` for YOLO class ``k``), also the COCO category id.
-        mask: H×W ``bool`` array, True on the component's pixels.
-        bbox: ``x, y, w, h`` in pixels (COCO order), the component's bounding box.
-    """
-
-    value: int
-    mask: np.ndarray
-    bbox: tuple[int, int, int, int]
-
-    @property
-    def area(self) -> int:
-        """Pixel count."""
-        return int(self.mask.sum())
 
 
 def _check_label_map(label_map: np.ndarray, num_names: int, where: str) -> None:
@@ -62,20 +41,7 @@ def _check_label_map(label_map: np.ndarray, num_names: int, where: str) -> None:
         )
 
 
-def mask_instances(label_map: np.ndarray) -> Iterator[Instance]:
-    """The connected components (8-connectivity) of every class value 1..254, in value order."""
-    for value in np.unique(label_map):
-        if value == 0 or value == IGNORE:
-            continue
-        count, components, stats, _ = cv2.connectedComponentsWithStats(
-            (label_map == value).astype(np.uint8), connectivity=8
-        )
-        for index in range(1, count):
-            x, y, w, h = (int(v) for v in stats[index, :4])
-            yield Instance(int(value), components == index, (x, y, w, h))
-
-
-def instance_outlines(instance: Instance) -> list[np.ndarray]:
+def instance_outlines(instance: Region) -> list[np.ndarray]:
     """Outer outlines of a component as (K, 2) ``int`` pixel coordinates (x, y).
 
     One outline for an 8-connected component; OpenCV's ``findContours`` with
@@ -109,7 +75,7 @@ def _rle(mask: np.ndarray) -> dict[str, Any]:
 
 
 def instance_annotation(
-    instance: Instance, image_id: int, annotation_id: int, encoding: str = "rle"
+    instance: Region, image_id: int, annotation_id: int, encoding: str = "rle"
 ) -> dict[str, Any]:
     """A COCO annotation dict of one instance (``iscrowd`` 0, area = pixel count)."""
     if encoding == "rle":
@@ -146,7 +112,7 @@ def coco_image(
     entry = {"id": int(image_id), "file_name": str(file_name), "width": width, "height": height}
     annotations = [
         instance_annotation(instance, int(image_id), first_annotation_id + i, encoding)
-        for i, instance in enumerate(mask_instances(label_map))
+        for i, instance in enumerate(label_regions(label_map))
     ]
     return entry, annotations
 
@@ -322,7 +288,7 @@ def mask_to_yolo_seg(label_map: np.ndarray, num_names: int | None = None) -> lis
         _check_label_map(label_map, num_names, "label map")
     height, width = label_map.shape
     lines = []
-    for instance in mask_instances(label_map):
+    for instance in label_regions(label_map):
         for outline in instance_outlines(instance):
             if np.ptp(outline[:, 0]) == 0 or np.ptp(outline[:, 1]) == 0:
                 continue

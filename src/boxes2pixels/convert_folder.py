@@ -20,9 +20,10 @@ import numpy as np
 from PIL import Image
 
 from .convert import ENCODINGS, coco_dataset, coco_image, write_yolo_seg
+from .data.labelmaps import read_mask
 from .data.yolo import YoloDataset, label_path_for, load_data_yaml
 from .errors import ConfigError, DatasetError, ImageReadError
-from .io import image_size, read_mask, write_json_atomic
+from .io import image_size, write_json_atomic
 
 FORMATS = ("yolo-seg", "coco")
 _LISTED = 5  # file names a message lists before "and N more"

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .data.labelmaps import read_mask
 from .errors import Boxes2PixelsError, DatasetError, ImageReadError
-from .io import read_image, read_mask
+from .io import read_image
 from .metrics import (
-    IGNORE_INDEX,
+    IGNORE,
     ConfusionMatrix,
     DefectCounter,
     DefectScores,
@@ -168,7 +169,7 @@ class _Accumulator:
 
     def __init__(self, class_names: list[str] | None) -> None:
         self.class_names = class_names
-        size = len(class_names) if class_names else IGNORE_INDEX
+        size = len(class_names) if class_names else IGNORE
         self.cm = ConfusionMatrix(size, class_names)
         self.defects = DefectCounter(len(class_names), class_names) if class_names else None
 
@@ -182,8 +183,8 @@ class _Accumulator:
             self.defects.update(pred, gt)
         else:  # classes inferred: count this image with the classes it shows
             seen = max(
-                int(gt[gt != IGNORE_INDEX].max(initial=0)),
-                int(pred[pred != IGNORE_INDEX].max(initial=0)),
+                int(gt[gt != IGNORE].max(initial=0)),
+                int(pred[pred != IGNORE].max(initial=0)),
             )
             counter = DefectCounter(max(2, seen + 1))
             counter.update(pred, gt)

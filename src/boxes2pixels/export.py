@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from .errors import Boxes2PixelsError
+from .inference import load_model, resolve_model_dir
 from .io import atomic_path
-from .models import load_model, resolve_model_dir
 from .onnx_runtime import METADATA_KEY, OnnxStudent, import_onnx
 
 DEFAULT_OPSET = 18

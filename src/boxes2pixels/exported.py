@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .errors import Boxes2PixelsError, CheckpointError
-from .student.inference import predict_label_maps
+from .inference.segment import predict_images
 
 METADATA_KEY = "boxes2pixels"
 """Key of the JSON metadata entry that ``export_onnx`` writes into the file."""
@@ -119,4 +119,4 @@ class ExportedModel(ABC):
         ``device`` is accepted for compatibility: the runtime runs where it was placed at
         load time. ``precision`` is honoured by runtimes that have one (OpenVINO).
         """
-        return predict_label_maps(self, images, imgsz=imgsz, batch_size=batch_size)
+        return predict_images(self, images, imgsz=imgsz, batch_size=batch_size, precision=precision)

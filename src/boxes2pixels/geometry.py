@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = 255
+from .data.labelmaps import IGNORE
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -68,7 +68,7 @@ def letterbox_mask(
     imgsz: int,
     multiple: int = 14,
     square: bool = False,
-    pad_value: int = IGNORE_INDEX,
+    pad_value: int = IGNORE,
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """:func:`letterbox` for a label map: nearest-neighbour resize, padding with ``pad_value``.
 

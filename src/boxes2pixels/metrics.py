@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from .data.labelmaps import IGNORE
+
 # The split-level figures, in the order tables and files show them.
 SUMMARY_METRICS = (
     "miou",
@@ -118,7 +119,7 @@ class ConfusionMatrix:
         if pred.shape != target.shape:
             raise ValueError(f"prediction shape {pred.shape} != target shape {target.shape}")
         self.images += 1 if target.ndim <= 2 else int(np.prod(target.shape[:-2]))
-        valid = target != IGNORE_INDEX
+        valid = target != IGNORE
         p = pred[valid]
         t = target[valid]
         p = np.where((p >= 0) & (p < self.num_classes), p, 0)
@@ -258,7 +259,7 @@ class DefectCounter:
         target = np.asarray(target)
         if pred.shape != target.shape:
             raise ValueError(f"prediction shape {pred.shape} != target shape {target.shape}")
-        ignore = target == IGNORE_INDEX
+        ignore = target == IGNORE
         pred_fg = (pred > 0) & (pred < self.num_classes)
         kernel = np.ones((3, 3), np.uint8)
         for k in range(1, self.num_classes):

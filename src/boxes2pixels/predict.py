@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import remove_stale_temps
+from .data.labelmaps import label_regions, write_mask
 from .data.yolo import output_stem
 from .errors import Boxes2PixelsError, ImageReadError
 from .inference import (
@@ -30,7 +31,7 @@ from .inference import (
     plan_inference,
     segment,
 )
-from .io import list_images, read_image, write_json_atomic, write_mask, write_rgb
+from .io import list_images, read_image, write_json_atomic, write_rgb
 
 SUMMARY_NAME = "b2p_predict.json"
 """File written into the output folder by ``predict_files``: settings, model, skipped images."""
@@ -52,33 +53,22 @@ def describe_regions(mask: np.ndarray, class_names: Sequence[str]) -> dict[str, 
         ``{"width", "height", "defect_area": {name: {"pixels", "fraction"}},
         "regions": [{"class", "class_id", "area", "bbox", "centroid"}, ...]}``.
     """
-    import cv2
-
     h, w = mask.shape
     total = float(h * w)
     area: dict[str, dict[str, float | int]] = {}
-    regions: list[dict[str, Any]] = []
     for k in range(1, len(class_names)):
-        binary = (mask == k).astype(np.uint8)
-        pixels = int(binary.sum())
+        pixels = int((mask == k).sum())
         area[class_names[k]] = {"pixels": pixels, "fraction": pixels / total if total else 0.0}
-        if pixels == 0:
-            continue
-        n, _, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
-        for i in range(1, n):
-            x, y, bw, bh, a = (int(v) for v in stats[i])
-            regions.append(
-                {
-                    "class": class_names[k],
-                    "class_id": k,
-                    "area": a,
-                    "bbox": [x, y, x + bw, y + bh],
-                    "centroid": [
-                        round(float(centroids[i][0]), 2),
-                        round(float(centroids[i][1]), 2),
-                    ],
-                }
-            )
+    regions = [
+        {
+            "class": class_names[r.value],
+            "class_id": r.value,
+            "area": r.area,
+            "bbox": [r.bbox[0], r.bbox[1], r.bbox[0] + r.bbox[2], r.bbox[1] + r.bbox[3]],
+            "centroid": [round(r.centroid[0], 2), round(r.centroid[1], 2)],
+        }
+        for r in label_regions(mask, range(1, len(class_names)))
+    ]
     regions.sort(key=lambda r: (-r["area"], r["class_id"], r["bbox"]))
     return {"width": w, "height": h, "defect_area": area, "regions": regions}
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from .io import class_colour
+from .data.labelmaps import class_colour
 
 # Error-map colours (RGB) and their legend names.
 ERROR_COLOURS: dict[str, tuple[int, int, int]] = {

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from boxes2pixels.io import write_mask
+from boxes2pixels.data.labelmaps import write_mask
 
 FORMATS = [("yolo-seg", ()), ("yolo-seg", ("--copy-images",)), ("coco", ())]
 FORMAT_IDS = ["yolo-seg-links", "yolo-seg-copies", "coco"]

@@ -9,10 +9,11 @@ import torch
 from typer.testing import CliRunner
 
 from boxes2pixels.cli.main import app
+from boxes2pixels.data.labelmaps import read_mask
 from boxes2pixels.errors import Boxes2PixelsError
 from boxes2pixels.export import export_onnx
 from boxes2pixels.inference import load_model
-from boxes2pixels.io import read_mask, write_rgb
+from boxes2pixels.io import write_rgb
 from boxes2pixels.onnx_runtime import OnnxStudent
 from boxes2pixels.openvino_runtime import OpenVinoStudent
 
@@ -172,10 +173,10 @@ def test_training_workers_after_the_openvino_encoder_leave_torch_working(tmp_pat
 
     from boxes2pixels.baselines import BaselineModel
     from boxes2pixels.data.dataset import PseudoMaskDataset
+    from boxes2pixels.data.labelmaps import write_mask
     from boxes2pixels.data.synth import generate_dataset
     from boxes2pixels.distill.loop import worker_context
     from boxes2pixels.errors import ImageReadError
-    from boxes2pixels.io import write_mask
 
     ds = tmp_path / "ds"
     generate_dataset(ds, train=2, val=1, test=0, size=(96, 64), seed=0)

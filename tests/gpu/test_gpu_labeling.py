@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from boxes2pixels.data.labelmaps import read_mask
 from boxes2pixels.data.synth import generate_dataset
-from boxes2pixels.io import read_mask
 from boxes2pixels.label import label_dataset
 from boxes2pixels.teachers import load_teacher
 

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from boxes2pixels.convert import masks_to_coco
-from boxes2pixels.io import read_mask, write_mask
+from boxes2pixels.data.labelmaps import read_mask, write_mask
 from boxes2pixels.label.corrections import corrected_keys
 
 Digest = Callable[[Path], dict[str, str]]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from boxes2pixels.io import write_mask
+from boxes2pixels.data.labelmaps import write_mask
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from boxes2pixels.io import read_mask, write_mask
+from boxes2pixels.data.labelmaps import read_mask, write_mask
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,9 @@ import pytest
 from PIL import Image
 
 from boxes2pixels import atomic
+from boxes2pixels.data.labelmaps import read_mask
 from boxes2pixels.errors import DatasetError, ImageReadError, WriteError
-from boxes2pixels.io import read_mask, write_rgb, write_text_atomic
+from boxes2pixels.io import write_rgb, write_text_atomic
 
 
 @contextmanager

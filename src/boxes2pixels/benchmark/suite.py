@@ -52,7 +52,8 @@ def _build_model(
 
 def _predict_split(model: Any, dataset: Any, split: str, pred_dir: Path, *, config: Any) -> None:
     """Write the model's label map of every image of ``split`` into ``pred_dir``."""
-    from ..io import read_image, write_mask
+    from ..data.labelmaps import write_mask
+    from ..io import read_image
 
     images = dataset.images(split)
     for start in range(0, len(images), config.batch):
@@ -83,8 +84,8 @@ def _run_one(
 
     from ..distill import CHECKPOINT_NAME, Distiller, build_datasets
     from ..evaluate import evaluate
-    from ..io import write_json_atomic
     from ..inference import load_model
+    from ..io import write_json_atomic
 
     train_dir = run_dir / "train"
     resume = (train_dir / CHECKPOINT_NAME).is_file()

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..io import read_image, read_mask, write_rgb, write_text_atomic
+from ..data.labelmaps import defect_pixels, read_mask
+from ..io import read_image, write_rgb, write_text_atomic
 from ..metrics import SUMMARY_METRICS
 from ..reporting import (
     METRIC_LABELS,
@@ -180,7 +181,7 @@ def _choose_panel_images(names: list[str], gt_dir: Path, limit: int) -> list[str
         if not path.is_file():
             continue
         mask = read_mask(path)
-        (with_defects if ((mask > 0) & (mask != 255)).any() else without).append(name)
+        (with_defects if defect_pixels(mask).any() else without).append(name)
         if len(with_defects) >= limit:
             break
     return (with_defects + without)[:limit]

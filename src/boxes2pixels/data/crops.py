@@ -25,8 +25,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
-
-IGNORE = 255
+from .labelmaps import IGNORE, defect_pixels
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ class WindowSampler:
         h, w = mask.shape
         on_defect = rng.random() < self.defect_prob
         if on_defect:
-            defects = np.flatnonzero((mask > 0) & (mask != IGNORE))
+            defects = np.flatnonzero(defect_pixels(mask))
             if defects.size:
                 cy, cx = divmod(int(defects[rng.integers(defects.size)]), w)
                 dy, dx = rng.integers(-(side // 4), side // 4 + 1, 2)

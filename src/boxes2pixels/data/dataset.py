@@ -14,8 +14,9 @@ from torch.utils.data import Dataset
 
 from ..errors import DatasetError
 from ..geometry import letterbox, letterbox_mask
-from ..io import check_label_values, read_image, read_mask
+from ..io import read_image
 from .crops import WindowSampler
+from .labelmaps import check_label_values, read_mask
 from .transforms import JointTransform
 from .yolo import YoloDataset, load_data_yaml
 

@@ -303,7 +303,8 @@ def _panels(
     class_names: list[str],
     device: str,
 ) -> None:
-    from ..io import read_image, read_mask
+    from ..data.labelmaps import read_mask
+    from ..io import read_image
 
     settings = result.settings
     assert settings is not None

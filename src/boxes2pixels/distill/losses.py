@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-IGNORE_INDEX = 255
+from ..data.labelmaps import IGNORE
 
 
 def asymmetric_dice_loss(
@@ -30,7 +30,7 @@ def asymmetric_dice_loss(
     target: Tensor,
     beta: float = 0.4,
     eps: float = 1.0,
-    ignore_index: int = IGNORE_INDEX,
+    ignore_index: int = IGNORE,
 ) -> Tensor:
     """Asymmetric Dice loss of a two-channel (background, defect) head.
 
@@ -65,7 +65,7 @@ def asymmetric_dice_loss(
 
 @torch.no_grad()
 def self_correct_targets(
-    logits: Tensor, target: Tensor, tau: float = 0.9, ignore_index: int = IGNORE_INDEX
+    logits: Tensor, target: Tensor, tau: float = 0.9, ignore_index: int = IGNORE
 ) -> tuple[Tensor, Tensor]:
     """One-sided online self-correction of a fine-head target.
 
@@ -139,7 +139,7 @@ class DistillationLoss(nn.Module):
         tau: float = 0.9,
         binary_weight: float = 0.5,
         fine_weight: float = 0.5,
-        ignore_index: int = IGNORE_INDEX,
+        ignore_index: int = IGNORE,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes

@@ -19,12 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.labelmaps import IGNORE
 from ..errors import Boxes2PixelsError, ConfigError
 from ..teachers.base import Teacher, box_pixel_ranges
 from ..teachers.scores import TeacherOutput, segment_scored
 from .crops import Crop
-
-IGNORE = 255
 
 
 @dataclass(frozen=True)

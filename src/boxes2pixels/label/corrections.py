@@ -43,9 +43,10 @@ import numpy as np
 
 from ..atomic import STALE_AFTER_S, fsync_dir, reported_write_errors
 from ..convert import coco_to_masks
+from ..data.labelmaps import check_label_values, read_mask, write_mask
 from ..data.yolo import YoloDataset
 from ..errors import Boxes2PixelsError, DatasetError
-from ..io import image_size, read_mask, write_mask, write_text_atomic
+from ..io import image_size, write_text_atomic
 from ..teachers.base import box_pixel_ranges
 from .records import PARTS_DIR, WorkItem, read_parts, work_items
 
@@ -148,12 +149,7 @@ def _check(label_map: np.ndarray, item: WorkItem, where: str, num_classes: int) 
             f"{where}: corrected mask is {label_map.shape[1]}×{label_map.shape[0]} but image "
             f"{item.image} is {width}×{height}"
         )
-    bad = (label_map >= num_classes) & (label_map != 255)
-    if bad.any():
-        raise DatasetError(
-            f"{where}: holds label value {int(label_map[bad].max())}; the dataset has values "
-            f"0..{num_classes - 1} (and 255 = ignore)"
-        )
+    check_label_values(label_map, num_classes, where)
 
 
 def _record(item: WorkItem, ds: YoloDataset, label_map: np.ndarray, where: str) -> dict[str, Any]:

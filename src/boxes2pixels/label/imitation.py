@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..data.labelmaps import read_mask, write_mask
 from ..data.yolo import load_data_yaml
-from ..io import read_mask, write_mask
 from ..teachers.base import box_pixel_ranges
 from .image import combine_masks
 

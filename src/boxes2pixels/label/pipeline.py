@@ -28,9 +28,9 @@ from rich.progress import (
 )
 
 from ..atomic import remove_stale_temps
+from ..data.labelmaps import write_mask
 from ..data.yolo import YoloDataset, load_data_yaml
 from ..errors import ImageReadError
-from ..io import write_mask
 from ..teachers.base import Teacher, load_teacher
 from .boxscores import check_min_score
 from .corrections import finish_corrections, import_corrections

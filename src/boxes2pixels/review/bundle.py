@@ -33,8 +33,9 @@ import numpy as np
 from PIL import Image
 
 from ..convert import copy_file_atomic, masks_to_coco
+from ..data.labelmaps import read_mask
 from ..errors import Boxes2PixelsError, ConfigError
-from ..io import read_mask, remove_outputs, write_bytes_atomic, write_json_atomic
+from ..io import remove_outputs, write_bytes_atomic, write_json_atomic
 from .queue import ImageReview
 
 COCO_NAME = "annotations.json"

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from .. import viz
-from ..io import read_image, read_mask
+from ..data.labelmaps import read_mask
+from ..io import read_image
 from ..reporting import Document, Picture, enlarge, fit_height, labelled_row, png_bytes
 from ..reporting import write_document as _write_document
 from .model import model_view

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from ..data.labelmaps import defect_pixels, read_mask
 from ..data.yolo import YoloDataset, load_data_yaml
 from ..errors import DatasetError
 from ..inference import backbone_is_random, load_model
-from ..io import image_size, read_image, read_mask, write_json_atomic, write_text_atomic
+from ..io import image_size, read_image, write_json_atomic, write_text_atomic
 from .model import MissedDefect, missed_defects, model_view
 from .signals import SIGNALS, BoxSignals, DoubtSettings, box_signals, doubt_score, image_signals
 from .signals import iou as mask_iou
@@ -171,7 +172,7 @@ def review_image(
     per_box = box_signals(mask, boxes, classes, settings, teacher_scores, prediction)
     agreement, missed_value, missed = None, None, []
     if view is not None:
-        agreement = mask_iou(view.labels > 0, (mask > 0) & (mask != 255))
+        agreement = mask_iou(view.labels > 0, defect_pixels(mask))
         missed = missed_defects(
             view,
             boxes,

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ..data.labelmaps import defect_pixels
 from ..errors import ConfigError
 from ..teachers.base import box_pixel_ranges
 
@@ -180,7 +181,7 @@ def box_signals(
         score = None if teacher_scores is None else teacher_scores[i]
         agreement = None
         if prediction is not None:
-            pseudo_fg = (mask[y0:y1, x0:x1] > 0) & (mask[y0:y1, x0:x1] != 255)
+            pseudo_fg = defect_pixels(mask[y0:y1, x0:x1])
             agreement = iou(prediction[y0:y1, x0:x1] > 0, pseudo_fg)
         signals: dict[str, float | None] = {
             "coverage": coverage_doubt(coverage, settings.low, settings.high),

@@ -23,9 +23,9 @@ from ...io import (
     remove_outputs,
     write_bytes_atomic,
     write_json_atomic,
-    write_mask,
     write_text_atomic,
 )
+from ..labelmaps import write_mask
 from .config import CLASS_NAMES, DEFAULT_SIZE, SynthConfig
 from .scene import Scene, SynthDefect, render_scene
 
