@@ -315,7 +315,7 @@ class BaselineModel(nn.Module):
         device: str | torch.device | None = None,
     ) -> list[np.ndarray]:
         """Label maps for images, with the same arguments and results as ``Student.predict``."""
-        from .inference.segment import predict_images
+        from .inference.segmentation import predict_images
 
         return predict_images(
             self, images, imgsz=imgsz, batch_size=batch_size, precision=precision, device=device

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .errors import Boxes2PixelsError, CheckpointError
-from .inference.segment import predict_images
+from .inference.segmentation import predict_images
 
 METADATA_KEY = "boxes2pixels"
 """Key of the JSON metadata entry that ``export_onnx`` writes into the file."""

@@ -2,7 +2,7 @@
 
 - :mod:`.models`: the :class:`SegmentationModel` contract and :func:`load_model`, the one
   loader (model objects, run and model folders, Hub ids, ``.onnx`` files).
-- :mod:`.segment`: :func:`plan_inference` decides whole vs tiled and the precision,
+- :mod:`.segmentation`: :func:`plan_inference` decides whole vs tiled and the precision,
   :func:`segment` runs the plan. Nothing outside this package makes those decisions.
 - :mod:`.batched` (whole images, letterboxed) and :mod:`.tiled` (windows at native
   resolution): the two ways of running a model over an image.
@@ -23,7 +23,7 @@ from .models import (
     resolve_model_dir,
 )
 from .precision import choose_precision, cpu_info, resolve_device, resolve_precision
-from .segment import InferencePlan, Segmentation, model_sha256, plan_inference, segment
+from .segmentation import InferencePlan, Segmentation, model_sha256, plan_inference, segment
 
 __all__ = [
     "ONNX_SUFFIX",

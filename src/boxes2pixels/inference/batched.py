@@ -3,7 +3,7 @@
 The contract (:class:`~boxes2pixels.inference.SegmentationModel`): callable on a normalised
 N×3×H×W tensor as ``model(x, heads=("fine",))``, returning ``{"fine": logits}``, with
 ``mean``, ``std``, ``imgsz`` and a letterbox multiple ``patch_size``. The size and precision
-are decided by :func:`~boxes2pixels.inference.segment.plan_inference`, not here.
+are decided by :func:`~boxes2pixels.inference.segmentation.plan_inference`, not here.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 :func:`predict_tiled` slides overlapping windows over the unscaled image, blends their
 fine-head logits with ramp weights and argmaxes the sum. Memory is bounded by one strip of
 windows (``C × tile × width`` logits), never by the whole image. What tile size and precision
-to use is decided by :func:`~boxes2pixels.inference.segment.plan_inference`, not here.
+to use is decided by :func:`~boxes2pixels.inference.segmentation.plan_inference`, not here.
 """
 
 from __future__ import annotations

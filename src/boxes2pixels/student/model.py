@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import Boxes2PixelsError, CheckpointError, ConfigError, HubError
 from ..hub import describe_location, hub_download
-from ..inference.segment import predict_images
+from ..inference.segmentation import predict_images
 from ..io import atomic_path, write_text_atomic
 from ..weights_file import load_weights, write_weights
 from .backbone import (
