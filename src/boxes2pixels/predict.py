@@ -24,6 +24,7 @@ from .data.labelmaps import label_regions, write_mask
 from .data.yolo import output_stem
 from .errors import Boxes2PixelsError, ImageReadError
 from .inference import (
+    InferencePlan,
     SegmentationModel,
     backbone_is_random,
     load_model,
@@ -90,6 +91,8 @@ class PredictSummary:
         skipped: unreadable images and why, as ``(path, reason)``.
         seconds: wall-clock time of the whole call.
         random_backbone: the model's backbone was randomly initialised (not a real model).
+        plan: how the images were segmented (runtime, precision, whole or tiled).
+        windows: forward windows run (images when whole, tiles when tiled).
     """
 
     out: Path
@@ -99,6 +102,8 @@ class PredictSummary:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     seconds: float = 0.0
     random_backbone: bool = False
+    plan: InferencePlan | None = None
+    windows: int = 0
 
     @property
     def images(self) -> int:
@@ -311,8 +316,7 @@ def predict_files(
         precision=precision,
     )  # fmt: skip
     class_names = list(loaded_model.class_names)
-    summary = PredictSummary(out=out, random_backbone=backbone_is_random(loaded_model))
-    windows = 0
+    summary = PredictSummary(out=out, random_backbone=backbone_is_random(loaded_model), plan=plan)
 
     with _progress(progress) as bar:
         task = bar.add_task("predict", total=len(images)) if bar is not None else None
@@ -330,7 +334,7 @@ def predict_files(
                 loaded_model, [img for _, img in loaded], plan, batch_size=batch_size,
                 callback=on_tiles,
             )  # fmt: skip
-            windows += result.windows
+            summary.windows += result.windows
             for (path, img), pred in zip(loaded, result.labels, strict=True):
                 _write_outputs(
                     summary, out / names[path], path, img, pred, class_names,
@@ -344,7 +348,7 @@ def predict_files(
     asked.update(precision=precision, runtime=runtime, device=device)
     settings = {
         "asked": asked,
-        "ran": {**plan.to_dict(), "windows": windows},
+        "ran": {**plan.to_dict(), "windows": summary.windows},
         "model_sha256": model_sha256(model),
     }
     _write_summary(model, summary, class_names, settings)

@@ -91,6 +91,8 @@ def predict_command(
         revision=revision,
         palette=palette,
     )
+    if summary.plan is not None:
+        say("ran: ", summary.plan.describe())
     for path, reason in summary.skipped:
         say("[yellow]skipped[/] ", reason if str(path) in reason else f"{path}: {reason}")
     if summary.random_backbone:

@@ -58,6 +58,14 @@ class InferencePlan:
         """The plan as JSON-ready values."""
         return asdict(self)
 
+    def describe(self) -> str:
+        """One line for people: runtime, device, precision and why, whole or tiled and why."""
+        if self.tiled:
+            how = f"tiled, {self.tile_size} px windows ({self.why_tiled})"
+        else:
+            how = f"whole images letterboxed to {self.imgsz} px"
+        return f"{self.runtime} on {self.device}, {self.precision} ({self.precision_reason}), {how}"
+
 
 @dataclass
 class Segmentation:
