@@ -2,8 +2,8 @@
 
 A student is fitted briefly on generated blade photos (as in ``inference_paths.py``, so its
 argmax has real decision boundaries), then one generated photo of ``--size`` is segmented
-with :func:`boxes2pixels.inference.segment` (tiled) (518-px windows, overlap 0.25: 112 windows at
-5280×2970) by each path, one after the other:
+tiled with :func:`boxes2pixels.inference.segment` (518-px windows, overlap 0.25: 112 windows
+at 5280×2970) by each path, one after the other:
 
 - PyTorch fp32 (``b2p predict``'s default before ``--precision auto``);
 - PyTorch with ``--precision auto`` (what it picks on this CPU);
