@@ -307,7 +307,8 @@ def profile_models(
         imgsz: the student's input side; baselines use the nearest multiple of 32.
         batch: images per call.
         device: ``cpu``, ``cuda``, ... or ``auto``.
-        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (see :func:`boxes2pixels.inference.resolve_precision`).
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto``
+            (see :func:`boxes2pixels.inference.resolve_precision`).
         repeats: timed calls per model; the median is reported.
         warmup: untimed calls per model before timing.
         threads: torch (and onnxruntime) CPU threads; ``None`` keeps torch's setting.
