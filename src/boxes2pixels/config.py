@@ -93,6 +93,44 @@ class TrainConfig(BaseSettings):
         description="with crop_size: a window covers N·s source pixels, s drawn from "
         "[1 − jitter, 1 + jitter], resized to N×N",
     )
+    windows_per_image: int = Field(
+        1,
+        ge=1,
+        description="with crop_size: windows drawn from each decoded photo per visit (batch "
+        "must be a multiple); an epoch still visits every photo once, so it holds this many "
+        "times the windows and steps",
+    )
+    cache: Literal["off", "disk", "ram"] = Field(
+        "off",
+        description="decoded-image cache: off (decode each photo for every item), disk "
+        "(memory-mapped .npy arrays under cache_dir, kept between runs), ram (in memory)",
+    )
+    cache_dir: Path | None = Field(
+        None,
+        description="cache root (the decoded arrays go to <cache_dir>/decoded/); None: "
+        "<out>/.cache. The environment variable B2P_CACHE_DIR sets it (it is also the root of "
+        "the OpenVINO cache)",
+    )
+    val_windows: int = Field(
+        8,
+        ge=0,
+        description="with crop_size: the per-epoch validation score comes from this many "
+        "fixed, seeded windows per validation photo (half on defects); 0: every photo tiled "
+        "in full every epoch",
+    )
+    val_full_every: int = Field(
+        0,
+        ge=0,
+        description="with crop_size and val_windows: also score every validation photo tiled "
+        "in full every N epochs (val_full_* columns); 0: only after the last epoch (and an "
+        "early stop)",
+    )
+    log_every: int = Field(
+        50,
+        ge=1,
+        description="when the output is not a terminal: a progress line every N steps "
+        "(windows/s, ETA)",
+    )
     batch: int = Field(8, ge=1)
     workers: int = Field(2, ge=0)
     device: str = "auto"
@@ -163,6 +201,20 @@ class TrainConfig(BaseSettings):
             raise ValueError(
                 f"crop_size must be 0 or a multiple of {patch} (the patch size of "
                 f"{self.backbone}), got {self.crop_size}; e.g. crop_size {near}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _windows_fit_batch(self) -> TrainConfig:
+        if self.windows_per_image > 1 and not self.crop_size:
+            raise ValueError(
+                "windows_per_image applies to window training: set crop_size as well (with "
+                "crop_size 0 each item is a whole resized photo)"
+            )
+        if self.windows_per_image > 1 and self.batch % self.windows_per_image:
+            raise ValueError(
+                f"batch ({self.batch}) must be a multiple of windows_per_image "
+                f"({self.windows_per_image}): a step takes batch / windows_per_image photos"
             )
         return self
 
@@ -258,6 +310,10 @@ class TrainConfig(BaseSettings):
         if self.correction_warmup is not None:
             return self.correction_warmup
         return max(1, math.floor(self.correction_warmup_fraction * self.epochs + 0.5))
+
+    def resolved_cache_root(self) -> Path:
+        """The cache root: ``cache_dir`` (or ``B2P_CACHE_DIR``), else ``<out>/.cache``."""
+        return self.cache_dir if self.cache_dir is not None else Path(self.out) / ".cache"
 
     def to_yaml(self) -> str:
         """The configuration as YAML (paths as strings), as written to ``RUN_DIR/config.yaml``."""

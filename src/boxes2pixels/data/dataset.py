@@ -15,7 +15,8 @@ from torch.utils.data import Dataset
 from ..errors import DatasetError
 from ..geometry import letterbox, letterbox_mask
 from ..io import read_image
-from .crops import WindowSampler
+from .cache import CachedPair, DecodedCache
+from .crops import DefectIndex, WindowSampler
 from .labelmaps import check_label_values, read_mask
 from .transforms import JointTransform
 from .yolo import YoloDataset, load_data_yaml
@@ -47,10 +48,16 @@ class PseudoMaskDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             ``transform`` then adds its flips and colour jitter, not its scale-crop.
         native: items are whole images at their own size, unscaled (validation of a
             crop-trained student, which predicts tiled); they do not stack, so batch 1.
+        windows_per_image: with ``window``, the windows each item draws from one decoded
+            photo (``b2p train --windows-per-image``); above 1 the items are stacks.
+        cache: a :class:`~boxes2pixels.data.cache.DecodedCache` that decodes each photo and
+            mask once (``b2p train --cache``); built by :meth:`prepare_cache`, or at the first
+            item. Items are the same with and without it.
 
     Items:
         ``(image, mask)``: ``uint8`` tensors 3×S×S (RGB, not normalised) and S×S; N×N with
-        ``window``; 3×H×W and H×W with ``native``.
+        ``window``; K×3×N×N and K×N×N with ``windows_per_image`` K > 1; 3×H×W and H×W with
+        ``native``.
 
     Raises:
         DatasetError: the split has no images, or a mask is missing (``missing="error"``).
@@ -69,7 +76,11 @@ class PseudoMaskDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         only: Collection[str] | None = None,
         window: WindowSampler | None = None,
         native: bool = False,
+        windows_per_image: int = 1,
+        cache: DecodedCache | None = None,
     ) -> None:
+        if windows_per_image < 1:
+            raise ValueError(f"windows_per_image must be at least 1, got {windows_per_image}")
         self.data = data if isinstance(data, YoloDataset) else load_data_yaml(data)
         self.masks_root = Path(masks)
         self.split = split
@@ -77,6 +88,9 @@ class PseudoMaskDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.transform = transform
         self.window = window
         self.native = native
+        self.windows_per_image = windows_per_image if window is not None else 1
+        self.cache = cache
+        self._cached: list[CachedPair] | None = None
         self.seed = seed
         self.epoch = 0
         mask_names = self.data.mask_names(split)
@@ -127,8 +141,30 @@ class PseudoMaskDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def prepare_cache(self) -> None:
+        """Build (or check) the cache entries of every item now; nothing without a cache.
+
+        Raises:
+            CacheError: the disk or memory cannot hold the cache.
+        """
+        if self.cache is not None and self._cached is None:
+            self._cached = self.cache.prepare(self.samples, self.data.num_classes)
+
+    def source(self, index: int) -> tuple[np.ndarray, np.ndarray, DefectIndex | None]:
+        """Image, mask and (from the cache) the mask's defect index of item ``index``; from
+        the cache they are memory maps (``disk``), read only where they are indexed."""
+        if self.cache is None:
+            image, mask = self.load(index)
+            return image, mask, None
+        self.prepare_cache()
+        assert self._cached is not None
+        return self._cached[index].arrays()
+
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The image (RGB uint8 H×W×3) and mask (H×W uint8) of item ``index``, unchanged."""
+        if self.cache is not None:
+            image, mask, _ = self.source(index)
+            return np.array(image), np.array(mask)
         image_path, mask_path = self.samples[index]
         image = read_image(image_path)
         mask = read_mask(mask_path)
@@ -141,22 +177,45 @@ class PseudoMaskDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return image, mask
 
     def _window_item(
-        self, image: np.ndarray, mask: np.ndarray, index: int
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        rng: np.random.Generator,
+        defects: DefectIndex | None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """A window of item ``index`` (see ``window``), flipped and colour-jittered."""
+        """A window (see ``window``) drawn with ``rng``, flipped and colour-jittered."""
         assert self.window is not None
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        image, mask = self.window.sample(image, mask, rng)
+        image, mask = self.window.sample(image, mask, rng, defects)
         if self.transform is not None:
             image, mask = replace(self.transform, scale_crop=0.0).geometric(image, mask, rng)
             image = self.transform.photometric(image, rng)
         return image, mask
 
+    def _windows(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Window item ``index``: one window, or a stack of ``windows_per_image`` from one
+        decode (window ``j`` drawn with the seed ``(seed, epoch, index, j)``)."""
+        image, mask, defects = self.source(index)
+        if defects is None and self.windows_per_image > 1:
+            defects = DefectIndex.of_mask(mask)  # counted once for all the windows
+        k = self.windows_per_image
+        if k == 1:
+            rngs = [np.random.default_rng([self.seed, self.epoch, index])]
+        else:
+            rngs = [np.random.default_rng([self.seed, self.epoch, index, j]) for j in range(k)]
+        pairs = [self._window_item(image, mask, rng, defects) for rng in rngs]
+        images = np.stack([im.transpose(2, 0, 1) for im, _ in pairs])
+        masks = np.stack([m for _, m in pairs])
+        if k == 1:
+            images, masks = images[0], masks[0]
+        return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(
+            np.ascontiguousarray(masks)
+        )
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.window is not None:
+            return self._windows(index)
         image, mask = self.load(index)
-        if self.window is not None or self.native:
-            if self.window is not None:
-                image, mask = self._window_item(image, mask, index)
+        if self.native:
             return (
                 torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
                 torch.from_numpy(np.ascontiguousarray(mask)),
@@ -172,4 +231,78 @@ class PseudoMaskDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return (
             torch.from_numpy(np.ascontiguousarray(image_lb.transpose(2, 0, 1))),
             torch.from_numpy(np.ascontiguousarray(mask_lb)),
+        )
+
+
+class ValidationWindows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """A fixed, seeded sample of windows of each validation photo (``b2p train
+    --val-windows``): the per-epoch validation score of a crop-trained student, whose cost is
+    bounded by the sample, not by the photos' size.
+
+    Item ``i`` holds ``per_image`` windows of ``size``×``size`` at native resolution (no
+    scale jitter, no augmentation) of photo ``i`` of ``data``: the first half (rounded up)
+    centred near a random defect pixel (anywhere when the photo has none), the rest anywhere.
+    The draws depend only on ``seed`` and ``i``, so every epoch (and a resumed run) scores the
+    same windows. A window is exactly one tile of ``size``, so segmenting it tiled is the
+    same as ``b2p predict --tile`` on that tile.
+
+    Args:
+        data: the validation photos: a ``PseudoMaskDataset`` (with ``native``; its cache,
+            if any, is used) or any dataset of ``(image 3×H×W, mask H×W)`` tensors.
+        size: the window side (the training ``crop_size``).
+        per_image: windows per photo.
+        seed: the run's seed.
+
+    Items:
+        ``(images, masks)``: ``uint8`` tensors K×3×N×N and K×N×N (K = ``per_image``).
+    """
+
+    SEED_TAG = 0x76616C  # keeps these draws apart from the training windows'
+
+    def __init__(self, data: Dataset, size: int, per_image: int, seed: int = 0) -> None:
+        if per_image < 1:
+            raise ValueError(f"per_image must be at least 1, got {per_image}")
+        self.data = data
+        self.size = size
+        self.per_image = per_image
+        self.seed = seed
+        self._defect = WindowSampler(size, defect_prob=1.0, jitter=0.0)
+        self._anywhere = WindowSampler(size, defect_prob=0.0, jitter=0.0)
+
+    def __len__(self) -> int:
+        return len(self.data)  # type: ignore[arg-type]
+
+    @property
+    def windows(self) -> int:
+        """Windows scored per validation pass."""
+        return len(self) * self.per_image
+
+    def prepare_cache(self) -> None:
+        """Build the photos' cache (see :meth:`PseudoMaskDataset.prepare_cache`)."""
+        prepare = getattr(self.data, "prepare_cache", None)
+        if callable(prepare):
+            prepare()
+
+    def _source(self, index: int) -> tuple[np.ndarray, np.ndarray, DefectIndex]:
+        source = getattr(self.data, "source", None)
+        if callable(source):
+            image, mask, defects = source(index)
+        else:
+            image_t, mask_t = self.data[index]
+            image, mask, defects = image_t.permute(1, 2, 0).numpy(), mask_t.numpy(), None
+        return image, mask, defects if defects is not None else DefectIndex.of_mask(mask)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask, defects = self._source(index)
+        rng = np.random.default_rng([self.seed, self.SEED_TAG, index])
+        on_defect = (self.per_image + 1) // 2
+        images, masks = [], []
+        for j in range(self.per_image):
+            sampler = self._defect if j < on_defect else self._anywhere
+            win, win_mask = sampler.sample(image, mask, rng, defects)
+            images.append(win.transpose(2, 0, 1))
+            masks.append(win_mask)
+        return (
+            torch.from_numpy(np.ascontiguousarray(np.stack(images))),
+            torch.from_numpy(np.ascontiguousarray(np.stack(masks))),
         )

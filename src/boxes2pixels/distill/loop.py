@@ -2,8 +2,11 @@
 
 Each epoch trains on the pseudo-masks (AdamW, cosine schedule, AMP, gradient clipping,
 non-finite steps skipped, EMA of the weights), validates the EMA weights against the
-validation pseudo-masks (with ``crop_size``: each whole photo tiled at native resolution,
-as ``b2p predict`` runs the model), keeps the best epoch's EMA student and checkpoints the run
+validation pseudo-masks (with ``crop_size``: a fixed, seeded sample of ``val_windows``
+windows per photo each epoch, and each whole photo tiled at native resolution, as
+``b2p predict`` runs the model, every ``val_full_every`` epochs and at the end; with
+``val_windows`` 0 the tiled pass every epoch), keeps the best epoch's EMA student and
+checkpoints the run
 (DESIGN.md "Losses and training"). The run directory's files are described in
 :mod:`.checkpoint`; under ``torchrun`` the same call trains with DistributedDataParallel
 (see :mod:`.ddp`): a ``DistributedSampler`` for the training split, validation sharded
@@ -29,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
 
 from ..config import TrainConfig
+from ..data.dataset import ValidationWindows
 from ..errors import Boxes2PixelsError
 from ..inference import plan_inference, segment
 from ..inference.precision import autocast, resolve_precision
@@ -170,19 +174,24 @@ class Distiller:
         cfg, ddp = self.config, self.ddp
         resume_from = prepare_run_dir(cfg, ddp)
         run = Path(cfg.out)
+        for data in (train_data, val_data):  # the decoded-image cache, once the run may start
+            prepare = getattr(data, "prepare_cache", None)
+            if callable(prepare):
+                prepare()
         seed_everything(cfg.seed)
         parts = self._build_parts(train_data)
         state = TrainState()
         if resume_from is not None:
             state = load_checkpoint(resume_from, parts.stateful(), cfg, ddp)
-        val_loader = _val_loader(val_data, cfg, ddp) if val_data is not None else None
+        val = _Validation.build(val_data, cfg, ddp)
         writer = open_tensorboard(run, state.step) if ddp.is_main else None
         try:
-            with epoch_progress(cfg.progress and ddp.is_main) as progress:
+            show = cfg.progress and ddp.is_main
+            with epoch_progress(show, cfg.log_every) as progress:
                 for epoch in range(state.epoch, cfg.epochs):
                     if state.stopped_early:
                         break
-                    self._epoch(parts, state, epoch, val_loader, progress, writer)
+                    self._epoch(parts, state, epoch, val, progress, writer)
         finally:
             if writer is not None:
                 writer.close()
@@ -234,7 +243,7 @@ class Distiller:
         parts: _Parts,
         state: TrainState,
         epoch: int,
-        val_loader: DataLoader | None,
+        val: _Validation,
         progress: EpochProgress,
         writer: Any,
     ) -> None:
@@ -245,12 +254,27 @@ class Distiller:
         task = progress.start(epoch, cfg.epochs, len(parts.train_loader))
         totals = self._train_epoch(parts, state, epoch, correct, progress, task)
         totals = EpochTotals.from_tensor(self.ddp.all_sum(totals.as_tensor()))
-        scores = self._validate(parts, val_loader)
+        val_started = time.perf_counter()
+        scores = self._validate(parts, val.per_epoch)
         row = self._epoch_row(epoch, totals, scores, correct, parts.optimizer, started)
+        last = epoch + 1 == cfg.epochs
         improved = state.end_epoch(
-            row, validated=val_loader is not None, last=epoch + 1 == cfg.epochs,
-            patience=cfg.patience,
-        )  # fmt: skip
+            row, validated=val.per_epoch is not None, last=last, patience=cfg.patience
+        )
+        if val.sampled:
+            full = None
+            due = cfg.val_full_every and (epoch + 1) % cfg.val_full_every == 0
+            if last or state.stopped_early or due:
+                progress.note(
+                    f"epoch {epoch + 1}: full tiled validation of {val.photos} photo(s)"
+                )
+                full = self._validate(parts, val.full)
+            for key in SUMMARY_METRICS:
+                value = float(getattr(full, key)) if full is not None else math.nan
+                row[f"val_full_{key}"] = None if math.isnan(value) else value
+        if val.per_epoch is not None:
+            row["val_time_s"] = round(time.perf_counter() - val_started, 3)
+            row["time_s"] = round(time.perf_counter() - started, 3)
         if self.ddp.is_main:
             # best model, then the checkpoint, then the metrics row that announces the
             # epoch: a kill between them never leaves a row whose epoch --resume cannot see
@@ -260,7 +284,7 @@ class Distiller:
             save_checkpoint(
                 run / CHECKPOINT_NAME, state, parts.stateful(), cfg, self.ddp.world_size
             )
-            write_metrics(run, state.history)
+            write_metrics(run, _same_columns(state.history))
             if writer is not None:
                 log_tensorboard(writer, row)
         progress.finish(task, row)
@@ -285,6 +309,8 @@ class Distiller:
         parts.student.train()
         totals = EpochTotals()
         for images, masks in loader:
+            if images.dim() == 5:  # windows_per_image: B photos × K windows
+                images, masks = images.flatten(0, 1), masks.flatten(0, 1)
             out, stepped = self._step(parts, images, masks, correct)
             state.step += 1
             if stepped:
@@ -292,7 +318,9 @@ class Distiller:
                 totals.add(out)
             else:
                 totals.skipped += 1
-            progress.advance(task, float(out.total.detach()), totals.skipped)
+            progress.advance(
+                task, float(out.total.detach()), totals.skipped, windows=int(images.shape[0])
+            )
         return totals
 
     def _step(
@@ -338,6 +366,8 @@ class Distiller:
         num_classes = int(self.student.num_classes)
         cm = ConfusionMatrix(num_classes, parts.class_names)
         for images, masks in loader:
+            if images.dim() == 5:  # ValidationWindows: B photos × K windows, one tile each
+                images, masks = images.flatten(0, 1), masks.flatten(0, 1)
             if self.config.crop_size:  # whole images, tiled as b2p predict will run them
                 cm.update(_tiled_labels(model, images, self.config), masks)
                 continue
@@ -386,6 +416,39 @@ class Distiller:
         return row
 
 
+@dataclass
+class _Validation:
+    """The validation passes of a run.
+
+    ``per_epoch`` gives the score of every epoch (best epoch, early stopping): the sample of
+    windows when ``sampled``, else every photo (tiled with ``crop_size``). ``full`` is the
+    tiled pass over every photo that a sampled run adds every ``val_full_every`` epochs and
+    at the end."""
+
+    per_epoch: DataLoader | None
+    full: DataLoader | None
+    sampled: bool
+    photos: int
+
+    @classmethod
+    def build(cls, data: Dataset | None, config: TrainConfig, ddp: DDPContext) -> _Validation:
+        if data is None:
+            return cls(None, None, False, 0)
+        full = _val_loader(data, config, ddp)
+        photos = len(data)  # type: ignore[arg-type]
+        if not config.crop_size or not config.val_windows:
+            return cls(full, None, False, photos)
+        windows = ValidationWindows(data, config.crop_size, config.val_windows, config.seed)
+        return cls(_val_loader(windows, config, ddp, stacks=True), full, True, photos)
+
+
+def _same_columns(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with the union of their columns (in order of appearance), missing cells
+    None: a run resumed from an older version's checkpoint adds columns."""
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    return [{k: row.get(k) for k in keys} for row in history]
+
+
 def _fit_result(state: TrainState, run: Path) -> FitResult:
     best = state.best_score
     return FitResult(
@@ -426,7 +489,8 @@ def _train_loader(
     data: Dataset, config: TrainConfig, ddp: DDPContext
 ) -> tuple[DataLoader, torch.Generator]:
     """Shuffled batches of ``data`` (this process's shard under DDP) and the generator that
-    the loop reseeds every epoch."""
+    the loop reseeds every epoch; ``batch`` windows per batch, also when each item is a stack
+    of ``windows_per_image`` windows."""
     generator = torch.Generator()
     sampler: Any
     if ddp.distributed:
@@ -435,9 +499,11 @@ def _train_loader(
         )
     else:
         sampler = RandomSampler(data, generator=generator)
+    # with windows_per_image K, each item is K windows of one photo: batch / K photos a step
+    per_item = getattr(data, "windows_per_image", 1)
     loader = DataLoader(
         data,
-        batch_size=config.batch,
+        batch_size=max(1, config.batch // per_item),
         sampler=sampler,
         num_workers=config.workers,
         multiprocessing_context=worker_context(data, config.workers),
@@ -457,15 +523,23 @@ def _tiled_labels(model: nn.Module, images: torch.Tensor, config: TrainConfig) -
     return torch.from_numpy(np.stack(maps))
 
 
-def _val_loader(data: Dataset, config: TrainConfig, ddp: DDPContext) -> DataLoader:
+def _val_loader(
+    data: Dataset, config: TrainConfig, ddp: DDPContext, stacks: bool = False
+) -> DataLoader:
     """Batches of ``data`` in order; under DDP every ``world_size``-th item from ``rank``.
-    With ``crop_size`` the items are whole images of any size: one per batch."""
+    With ``crop_size`` the items are whole images of any size: one per batch; ``stacks``:
+    items of ``val_windows`` windows each, as many per batch as make about ``batch``
+    windows."""
     if ddp.distributed:
         n = len(data)  # type: ignore[arg-type]
         data = Subset(data, list(range(ddp.rank, n, ddp.world_size)))
+    if stacks:
+        batch = max(1, config.batch // max(1, config.val_windows))
+    else:
+        batch = 1 if config.crop_size else config.batch
     return DataLoader(
         data,
-        batch_size=1 if config.crop_size else config.batch,
+        batch_size=batch,
         shuffle=False,
         num_workers=config.workers,
         multiprocessing_context=worker_context(data, config.workers),

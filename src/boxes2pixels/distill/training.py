@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..config import TrainConfig
+from ..data.cache import DecodedCache
 from ..data.crops import WindowSampler
 from ..data.dataset import PseudoMaskDataset
 from ..data.transforms import JointTransform
@@ -73,6 +74,7 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     _require_data(config)
     data = load_data_yaml(config.data)
     corrected = corrected_images(config)
+    cache = decoded_cache(config)
     transform = None
     if config.augment:
         transform = JointTransform(
@@ -93,6 +95,8 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
         seed=config.seed,
         repeats=train_repeats(config, corrected),
         window=training_windows(config),
+        windows_per_image=config.windows_per_image,
+        cache=cache,
     )
     if config.validate_on == "corrected":
         return train_data, corrected_val_data(data, config, corrected)
@@ -110,8 +114,26 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
         imgsz=config.imgsz,
         missing=config.missing_masks,
         native=config.crop_size > 0,  # validated tiled, as b2p predict will run it
+        cache=cache,
     )
     return train_data, val_data
+
+
+def decoded_cache(config: TrainConfig) -> DecodedCache | None:
+    """The decoded-image cache of ``config.cache`` (``None`` when off). Nothing is decoded
+    here: the datasets build their entries when ``Distiller.fit`` starts (after the run
+    directory is checked) or at their first item."""
+    if config.cache == "off":
+        return None
+    report = None
+    if config.progress:
+        import sys
+
+        def report(message: str) -> None:
+            print(message, file=sys.stderr, flush=True)
+
+    root = config.resolved_cache_root() if config.cache == "disk" else None
+    return DecodedCache(config.cache, root, workers=max(1, config.workers), report=report)
 
 
 def training_windows(config: TrainConfig) -> WindowSampler | None:
