@@ -37,7 +37,7 @@ def student(make_student):
 @pytest.fixture(scope="module")
 def static_onnx(student, tmp_path_factory):
     path = tmp_path_factory.mktemp("onnx") / "student.onnx"
-    result = export_onnx(student, path, imgsz=64, heads="all")
+    result = export_onnx(student, path, imgsz=64, dynamic=False, heads="all")
     return path, result
 
 
@@ -74,10 +74,12 @@ def test_metadata_travels_in_the_file(static_onnx) -> None:
     assert not runner.dynamic
 
 
-def test_static_export_rejects_other_sizes(static_onnx) -> None:
+def test_static_export_runs_its_own_size_only(static_onnx) -> None:
     runner = OnnxStudent(static_onnx[0])
-    with pytest.raises(Boxes2PixelsError, match="re-export with --dynamic"):
+    with pytest.raises(Boxes2PixelsError, match=r"student\.onnx: a static export takes 64×64"):
         runner.run(np.zeros((1, 3, 48, 64), dtype=np.float32))
+    # called like the student, a smaller input is padded (and its logits cropped back)
+    assert runner(torch.zeros(1, 3, 48, 64), heads=("fine",))["fine"].shape == (1, 3, 48, 64)
 
 
 @pytest.mark.slow
@@ -157,7 +159,9 @@ def test_load_model_and_cli_export(student, tmp_path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "max |onnxruntime - PyTorch|" in result.output
-    assert OnnxStudent(out).input_hw == (32, 32)
+    exported = OnnxStudent(out)
+    assert exported.dynamic and exported.input_hw == (32, 32)  # dynamic unless --static
+    assert exported.imgsz == 32  # --imgsz is the long side the file predicts at
     bad = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--format", "tflite"])
     assert bad.exit_code == 1
     assert "unknown export format 'tflite'" in bad.output
@@ -175,7 +179,8 @@ def test_baseline_export(tmp_path) -> None:
 def test_failed_check_leaves_no_file(student, tmp_path) -> None:
     target = tmp_path / "bad.onnx"
     with pytest.raises(Boxes2PixelsError, match="differ from PyTorch"):
-        export_onnx(student, target, imgsz=32, atol=-1.0)  # no difference passes a negative bound
+        # no difference passes a negative bound
+        export_onnx(student, target, imgsz=32, dynamic=False, atol=-1.0)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -2,18 +2,21 @@
 
 :func:`export_onnx` writes an ONNX file whose input is ``image`` (a normalised B×3×H×W
 float32 batch, like ``Student.forward``) and whose outputs are the model's logits (``fine``,
-and ``binary`` with ``heads="all"``). The model's class names, normalisation, input size and
-patch multiple travel inside the file as metadata, so
-:class:`~boxes2pixels.onnx_runtime.OnnxStudent` (what ``load_model`` returns for the file)
-predicts from the file alone with the same preprocessing and results as ``Student.predict``.
-After writing, the export is checked: onnxruntime's outputs must match PyTorch's within
-``atol`` on a random input.
+and ``binary`` with ``heads="all"``). The model's class names, normalisation, sizes and the
+complete pre- and post-processing travel inside the file as JSON metadata (key
+``boxes2pixels``, see :func:`pipeline_metadata`), so
+:class:`~boxes2pixels.onnx_runtime.OnnxStudent` (what ``load_model`` returns for the file), or
+a client with nothing but onnxruntime and numpy (``examples/onnx_client.py``), predicts from
+the file alone with the same results as ``Student.predict``. After writing, the export is
+checked: onnxruntime's outputs must match PyTorch's within ``atol`` on a random input.
 
-A ``dynamic`` export accepts any batch size and any height and width that are multiples of
-the model's patch size; a static export accepts exactly the size it was exported at (faster
-to load, and what ``b2p profile`` times). ``Student.predict`` letterboxes each image to the
-smallest multiple of 14 around its aspect ratio, so prediction on images of several shapes
-needs a dynamic export; a static export predicts images whose letterboxed size equals its own.
+By default the export is dynamic: any batch size and any height and width that are multiples
+of the model's patch size, so images of every shape are letterboxed to their own aspect ratio,
+as ``Student.predict`` does. A static export (``dynamic=False``, ``b2p export --static``, for
+accelerators that need fixed shapes) takes exactly its own size: the runtime letterboxes every
+image to it (see :class:`~boxes2pixels.exported.ExportedModel`). On the 2-core CPU of
+``docs/benchmark-profile-export.md`` both run equally fast in onnxruntime; the dynamic export
+takes about twice as long to write.
 """
 
 from __future__ import annotations
@@ -73,27 +76,127 @@ class ExportResult:
     max_abs_diff: float | None
 
 
+METADATA_FORMAT = 2
+"""Version of the metadata layout (2: with ``input``, ``preprocessing``, ``postprocessing``)."""
+
+
+def pipeline_metadata(
+    imgsz: int,
+    multiple: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    fixed_hw: tuple[int, int] | None,
+) -> dict[str, Any]:
+    """The ``preprocessing`` and ``postprocessing`` entries of an exported file's metadata.
+
+    They spell out, rule by rule, what :func:`~boxes2pixels.geometry.letterbox`,
+    :func:`~boxes2pixels.geometry.normalize` and
+    :func:`~boxes2pixels.geometry.unletterbox_logits` do, so that a client without
+    boxes2pixels reproduces ``b2p predict`` bit for bit (``examples/onnx_client.py``).
+
+    Args:
+        imgsz: the long side images are resized to.
+        multiple: the patch multiple a dynamic export pads to.
+        mean, std: per-channel normalisation of [0, 1] RGB values.
+        fixed_hw: a static export's input size (the pad target), ``None`` when dynamic.
+    """
+    pad: dict[str, Any] = {
+        "where": "bottom and right",
+        "value": 0,
+        "value_note": "uint8 black, before scaling and normalisation",
+    }
+    if fixed_hw is None:
+        pad["to_multiple"] = multiple
+        pad["rule"] = f"padded_h = ceil(content_h / {multiple}) * {multiple}, same for width"
+    else:
+        pad["to_size"] = list(fixed_hw)
+        pad["rule"] = f"padded to exactly {fixed_hw[0]}×{fixed_hw[1]} (the static input)"
+    preprocessing = {
+        "decode": (
+            "RGB uint8 H×W×3 with Pillow: EXIF orientation applied (ImageOps.exif_transpose); "
+            "RGBA, LA, PA and P with transparency composited over white; 16-bit greys (I;16) "
+            "scaled by 255/65535 and 32-bit (I, F) by 255/max, rounded half up; everything "
+            "else Image.convert('RGB')"
+        ),
+        "channel_order": "RGB",
+        "resize": {
+            "long_side": imgsz,
+            "content_size": (
+                "s = long_side / max(H, W); content_h = max(1, round(H * s)), "
+                "content_w = max(1, round(W * s)), in float64 with round half to even "
+                "(Python's round)"
+            ),
+            "skip": "no resize when (content_h, content_w) == (H, W)",
+            "interpolation": (
+                "OpenCV cv2.resize on the uint8 image, dsize=(content_w, content_h): "
+                "INTER_AREA when content_h < H (shrinking), else INTER_LINEAR"
+            ),
+        },
+        "pad": pad,
+        "scale": "x = float32(pixel) / float32(255)",
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+        "normalize": "x = (x - float32(mean[c])) / float32(std[c]), per RGB channel c",
+        "layout": "NCHW float32, input 'image'",
+    }
+    postprocessing = {
+        "output": "fine: N×C×padded_h×padded_w float32 logits (C = num_classes)",
+        "crop": "logits[:, :, :content_h, :content_w] (the top-left content)",
+        "upsample": {
+            "to": "the decoded image's (H, W); skipped when the content already is H×W",
+            "method": (
+                "bilinear, half-pixel centres (align_corners=False), no antialiasing, "
+                "separable: first along the width, then along the height"
+            ),
+            "taps": (
+                "for an axis of n_in -> n_out: s = max(0, (i + 0.5) * n_in / n_out - 0.5) in "
+                "float64; i0 = min(floor(s), n_in - 1); i1 = min(i0 + 1, n_in - 1); "
+                "f = s - i0; w0 = float32(1 - f); w1 = float32(f)"
+            ),
+            "arithmetic": (
+                "float32, no fused multiply-add: c = x[..., j0] * v0 + x[..., j1] * v1 "
+                "(width taps), then out = c[..., i0, :] * w0 + c[..., i1, :] * w1 (height taps)"
+            ),
+        },
+        "label": "argmax over the class axis (the first class on ties), as uint8",
+        "classes": "label k is class_names[k]; 0 is background",
+        "mask_file": "8-bit single-channel PNG of the labels, the image's size",
+    }
+    return {"preprocessing": preprocessing, "postprocessing": postprocessing}
+
+
 def _model_metadata(
-    model: nn.Module, hw: tuple[int, int], dynamic: bool, outputs: Sequence[str]
+    model: nn.Module,
+    hw: tuple[int, int],
+    imgsz: int,
+    dynamic: bool,
+    batch: int,
+    outputs: Sequence[str],
 ) -> dict[str, Any]:
     num_classes = int(model.num_classes)
     names = list(getattr(model, "class_names", None) or [])
     if len(names) != num_classes:
         names = ["background"] + [f"class_{i}" for i in range(1, num_classes)]
     init = getattr(model, "backbone_init", None) or getattr(model, "encoder_init", None)
+    multiple = int(model.patch_size)
+    mean, std = [float(v) for v in model.mean], [float(v) for v in model.std]
+    side = f"a multiple of {multiple}"
+    shape = ["batch", 3, f"height, {side}", f"width, {side}"] if dynamic else [batch, 3, *hw]
     return {
-        "format": 1,
+        "format": METADATA_FORMAT,
         "model": type(model).__name__,
         "num_classes": num_classes,
         "class_names": names,
-        "mean": [float(v) for v in model.mean],
-        "std": [float(v) for v in model.std],
-        "imgsz": int(getattr(model, "imgsz", max(hw))),
-        "multiple": int(model.patch_size),
+        "mean": mean,
+        "std": std,
+        "imgsz": imgsz,
+        "multiple": multiple,
         "input_hw": list(hw),
         "dynamic": dynamic,
+        "input": {"name": "image", "shape": shape},
         "outputs": list(outputs),
         "backbone_init": init,
+        **pipeline_metadata(imgsz, multiple, mean, std, None if dynamic else hw),
     }
 
 
@@ -108,7 +211,7 @@ def export_onnx(
     model: nn.Module | str | Path,
     path: str | Path,
     imgsz: int | Sequence[int] | None = None,
-    dynamic: bool = False,
+    dynamic: bool = True,
     opset: int = DEFAULT_OPSET,
     *,
     heads: str = "fine",
@@ -124,9 +227,12 @@ def export_onnx(
     Args:
         model: a ``Student`` / ``BaselineModel``, or a saved model folder or run folder.
         path: the ``.onnx`` file to write.
-        imgsz: side (or ``(h, w)``) of the example input; default the model's ``imgsz``.
-            Must be a multiple of the model's patch size (14 for the student).
-        dynamic: make batch, height and width dynamic axes.
+        imgsz: the long side the file letterboxes images to (default: the model's
+            ``imgsz``), and the side of the example input; a static export's input is
+            ``imgsz``×``imgsz`` (with ``(h, w)``: h×w, letterboxed to the long side
+            ``min(h, w)``). Must be a multiple of the model's patch size (14 for the student).
+        dynamic: make batch, height and width dynamic axes (the default); ``False`` gives a
+            fixed-size graph, to which every image is letterboxed.
         opset: ONNX opset version (18 suits onnxruntime ≥ 1.16).
         heads: ``fine`` (only the logits prediction uses, so the binary head is left out of
             the graph and costs nothing) or ``all`` (``fine`` and ``binary``).
@@ -165,7 +271,8 @@ def export_onnx(
             _Outputs(model, outputs).eval(), x, outputs, dynamic_shapes, opset, path
         )
         proto = program.model_proto
-        meta = _model_metadata(model, hw, dynamic, outputs)
+        side = max(hw) if dynamic else min(hw)
+        meta = _model_metadata(model, hw, side, dynamic, batch, outputs)
         del proto.metadata_props[:]
         entry = proto.metadata_props.add()
         entry.key = METADATA_KEY
@@ -263,7 +370,7 @@ def export_model(
     *,
     format: str = "onnx",
     imgsz: int | Sequence[int] | None = None,
-    dynamic: bool = False,
+    dynamic: bool = True,
     opset: int = DEFAULT_OPSET,
     heads: str = "fine",
     progress: Callable[[str], None] | None = None,

@@ -5,6 +5,11 @@ student's backbone needs both sides to be multiples of its patch size (14 for DI
 images are resized with their aspect ratio kept (long side = ``imgsz``) and padded at the
 bottom and right. ``content`` (h, w) is the resized image inside the padded canvas; it is
 what :func:`unletterbox_logits` crops back before resizing to the original size.
+
+Logits are resized with :func:`resize_bilinear`, a bilinear rule written out so that its
+float32 result is the same on every device, thread count and library (``F.interpolate``'s
+kernels differ in the last bit between thread counts and memory layouts); a client without
+boxes2pixels reproduces it with a few lines of numpy (``examples/onnx_client.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .data.labelmaps import IGNORE
 
@@ -134,10 +138,61 @@ def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
     return normalize_tensor(to_tensor(image), mean, std)
 
 
+def bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of :func:`resize_bilinear` along one axis.
+
+    Half-pixel centres (``align_corners=False``, no antialiasing): output ``i`` samples the
+    input at ``s = max(0, (i + 0.5) * n_in / n_out - 0.5)`` (float64); it reads inputs
+    ``i0 = floor(s)`` and ``i1 = min(i0 + 1, n_in - 1)`` with float32 weights
+    ``w0 = 1 - f`` and ``w1 = f``, ``f = s - i0`` (rounded from float64).
+
+    Returns:
+        ``(i0, i1, w0, w1)``: int64 and float32 arrays of length ``n_out``.
+    """
+    s = np.maximum((np.arange(n_out, dtype=np.float64) + 0.5) * n_in / n_out - 0.5, 0.0)
+    i0 = np.minimum(np.floor(s).astype(np.int64), n_in - 1)
+    frac = s - i0
+    w0, w1 = (1.0 - frac).astype(np.float32), frac.astype(np.float32)
+    return i0, np.minimum(i0 + 1, n_in - 1), w0, w1
+
+
+_RESIZE_ROWS = 64  # output rows per step: bounds the temporaries of a full-resolution resize
+
+
+def resize_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a float N×C×h×w tensor to ``size`` (H, W) bilinearly, bit for bit reproducibly.
+
+    The rule of :func:`bilinear_taps` (``F.interpolate(mode="bilinear",
+    align_corners=False)``'s, up to float rounding), evaluated in a fixed order of plain
+    float32 operations: first along the width, ``c = x[..., j0] * v0 + x[..., j1] * v1``, then
+    along the height, ``out = c[i0] * w0 + c[i1] * w1``. No fused multiply-add is involved, so
+    every device and thread count, and a numpy client, give identical results.
+    """
+    (h, w), (out_h, out_w) = x.shape[-2:], size
+    j0, j1, v0, v1 = (torch.from_numpy(a).to(x.device) for a in bilinear_taps(w, out_w))
+    cols = x.index_select(-1, j0).mul_(v0.to(x.dtype))
+    cols.add_(x.index_select(-1, j1).mul_(v1.to(x.dtype)))
+    i0, i1, w0, w1 = (torch.from_numpy(a).to(x.device) for a in bilinear_taps(h, out_h))
+    w0, w1 = w0.to(x.dtype)[:, None], w1.to(x.dtype)[:, None]
+    out = x.new_empty((*x.shape[:-2], out_h, out_w))
+    top = x.new_empty((*x.shape[:-2], min(out_h, _RESIZE_ROWS), out_w))
+    bottom = torch.empty_like(top)
+    for start in range(0, out_h, _RESIZE_ROWS):
+        rows = slice(start, start + _RESIZE_ROWS)
+        n = len(i0[rows])
+        a, b = top[..., :n, :], bottom[..., :n, :]
+        torch.index_select(cols, -2, i0[rows], out=a).mul_(w0[rows])
+        torch.index_select(cols, -2, i1[rows], out=b).mul_(w1[rows])
+        torch.add(a, b, out=out[..., rows, :])
+    return out
+
+
 def unletterbox_logits(
     logits: torch.Tensor, content: tuple[int, int], size: tuple[int, int]
 ) -> torch.Tensor:
     """Crop letterbox padding off logits (N×C×H×W) and resize them bilinearly to ``size``.
+
+    The resize is :func:`resize_bilinear` (half-pixel centres, reproducible to the bit).
 
     Args:
         logits: model output on a letterboxed input.
@@ -147,4 +202,4 @@ def unletterbox_logits(
     cropped = logits[..., : content[0], : content[1]]
     if tuple(cropped.shape[-2:]) == tuple(size):
         return cropped
-    return F.interpolate(cropped, size=size, mode="bilinear", align_corners=False)
+    return resize_bilinear(cropped, (int(size[0]), int(size[1])))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import ImgszOpt, handle_errors, say
+from ._common import handle_errors, say
 
 
 @handle_errors
@@ -15,11 +15,18 @@ def export_command(
         ..., help="Run folder (uses RUN/best) or saved model folder (student or baseline)."
     ),
     format: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
-    imgsz: ImgszOpt = None,
+    imgsz: int | None = typer.Option(
+        None,
+        "--imgsz",
+        min=14,
+        help="Long side images are resized to (default: the model's); with --static also the "
+        "fixed input side. A multiple of the patch size.",
+    ),
     dynamic: bool = typer.Option(
-        False,
-        "--dynamic",
-        help="Dynamic batch, height and width (needed to predict images of several shapes).",
+        True,
+        "--dynamic/--static",
+        help="--dynamic (default): any batch and image shape. --static: a fixed IMGSZ×IMGSZ "
+        "graph with batch 1 (for accelerators that need one); every image is letterboxed to it.",
     ),
     heads: str = typer.Option(
         "fine",
@@ -33,9 +40,12 @@ def export_command(
 ) -> None:
     """Export a trained model to ONNX; its outputs are checked against PyTorch (1e-3).
 
+    The file predicts photos of any shape; its metadata describes the whole pre- and
+    post-processing (see examples/onnx_client.py for a client without boxes2pixels).
+
     Examples:
 
-      b2p export runs/exp1 --format onnx --dynamic
+      b2p export runs/exp1
 
       b2p predict runs/exp1/best/model.onnx images/ --out preds
     """
@@ -52,7 +62,7 @@ def export_command(
         progress=lambda msg: say("", msg),
     )
     h, w = result.input_hw
-    kind = "dynamic batch and size" if result.dynamic else f"fixed input 1×3×{h}×{w}"
+    kind = "dynamic batch and size" if result.dynamic else f"static input 1×3×{h}×{w}"
     typer.echo(
         f"wrote {result.path} ({kind}; outputs {', '.join(result.outputs)}); "
         f"max |onnxruntime - PyTorch| = {result.max_abs_diff:.2e}"
