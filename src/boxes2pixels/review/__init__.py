@@ -13,29 +13,55 @@ from __future__ import annotations
 from .bundle import write_bundle
 from .gallery import gallery_document, write_gallery
 from .model import MissedDefect, ModelView, missed_defects, model_view
-from .queue import BoxReview, ImageReview, ReviewQueue, review_image, review_split
+from .queue import (
+    BoxReview,
+    ImageReview,
+    Measured,
+    ReviewQueue,
+    measure_image,
+    rank_measured,
+    review_image,
+    review_split,
+    score_image,
+)
 from .run import ReviewResult, review_dataset
 from .scores import teacher_scores
-from .signals import DEFAULT_WEIGHTS, SIGNALS, DoubtSettings, doubt_score, parse_weights
+from .signals import (
+    DEFAULT_POWER,
+    DEFAULT_WEIGHTS,
+    SIGNALS,
+    Calibration,
+    DoubtSettings,
+    calibrate,
+    doubt_score,
+    parse_weights,
+)
 
 __all__ = [
+    "DEFAULT_POWER",
     "DEFAULT_WEIGHTS",
     "SIGNALS",
     "BoxReview",
+    "Calibration",
     "DoubtSettings",
     "ImageReview",
+    "Measured",
     "MissedDefect",
     "ModelView",
     "ReviewQueue",
     "ReviewResult",
+    "calibrate",
     "doubt_score",
     "gallery_document",
+    "measure_image",
     "missed_defects",
     "model_view",
     "parse_weights",
+    "rank_measured",
     "review_dataset",
     "review_image",
     "review_split",
+    "score_image",
     "teacher_scores",
     "write_bundle",
     "write_gallery",

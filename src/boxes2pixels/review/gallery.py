@@ -87,18 +87,30 @@ def _image_section(doc: Document, review: ImageReview, png: bytes) -> None:
             caption=f"{review.image}",
         )
     )
+    if review.worst_box is not None:
+        worst = review.boxes[review.worst_box]
+        doc.paragraph(
+            f"Ranked by its worst box, box {worst.index + 1} ({worst.cls}, doubt "
+            f"{worst.score:.2f}); the signals below are that box's and the image's."
+        )
     doc.bullets(review.reasons or ["no signal raised a doubt"])
     doc.table(
-        ["signal", "value", "share of the score"],
+        ["signal", "value", "rank in the split", "share of the score"],
         [
-            [s, _fmt(review.signals.get(s)), f"{review.shares.get(s, 0.0):.0%}"]
+            [
+                s,
+                _fmt(review.signals.get(s)),
+                _fmt(review.ranks.get(s), "{:.0%}"),
+                f"{review.shares.get(s, 0.0):.0%}",
+            ]
             for s in SIGNALS
             if review.signals.get(s) is not None
         ],
     )
     if review.boxes:
         doc.table(
-            ["box", "class", "coverage", "pieces", "teacher score", "model IoU", "doubt"],
+            ["box", "class", "coverage", "pieces", "teacher score", "model IoU", "doubt",
+             "main signal"],
             [
                 [
                     str(b.index + 1),
@@ -108,10 +120,11 @@ def _image_section(doc: Document, review: ImageReview, png: bytes) -> None:
                     _fmt(b.teacher_score),
                     _fmt(b.agreement),
                     f"{b.score:.2f}",
+                    max(b.shares, key=b.shares.__getitem__) if b.score > 0 else "-",
                 ]
                 for b in review.boxes
             ],
-        )
+        )  # fmt: skip
 
 
 def gallery_document(
@@ -133,10 +146,18 @@ def gallery_document(
     doc = Document(f"Review queue: {queue.split} split, top {len(top)} of {len(queue.images)}")
     model_text = f"model **{queue.model}**" if queue.model else "no model"
     doc.paragraph(
-        f"Dataset `{queue.data}`, pseudo-masks `{queue.masks}`, {model_text}. Each image's "
-        "doubt score is the weighted mean of the signals that could be measured (a missing "
-        "signal is left out, not counted as 0); the shares say how much each signal "
-        "contributed. Box numbers match the labels drawn on the image."
+        f"Dataset `{queue.data}`, pseudo-masks `{queue.masks}`, {model_text}. "
+        + (
+            "Each signal is ranked among the split's boxes of its class (the rank: the share "
+            "of them that look no more suspicious); "
+            if queue.settings.normalise == "rank"
+            else "The raw signals are scored; "
+        )
+        + f"a box's doubt is the weighted power mean (p = {queue.settings.power:g}) of the "
+        "signals that could be measured (a missing signal is left out, not counted as 0), "
+        "and an image is ranked by its worst box together with the image's own signals. "
+        "The shares say how much each signal contributed. Box numbers match the labels "
+        "drawn on the image."
     )
     measured = {s for r in queue.images for s, v in r.signals.items() if v is not None}
     doc.table(

@@ -21,8 +21,17 @@ from ..errors import DatasetError
 from ..inference import backbone_is_random, load_model
 from ..io import image_size, read_image, write_json_atomic, write_text_atomic
 from .model import MissedDefect, missed_defects, model_view
-from .signals import SIGNALS, BoxSignals, DoubtSettings, box_signals, doubt_score, image_signals
-from .signals import iou as mask_iou
+from .signals import (
+    BOX_SIGNALS,
+    SIGNALS,
+    BoxSignals,
+    Calibration,
+    DoubtSettings,
+    box_signals,
+    calibrate,
+    confident_iou,
+    doubt_score,
+)
 
 
 @dataclass
@@ -39,11 +48,17 @@ class BoxReview:
     score: float
     signals: dict[str, float | None]
     shares: dict[str, float]
+    ranks: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
 class ImageReview:
-    """One image's place in the queue (``rank`` 1 = the least trustworthy pseudo-mask)."""
+    """One image's place in the queue (``rank`` 1 = the least trustworthy pseudo-mask).
+
+    ``signals`` are the raw signals of its worst box (``worst_box``, 0-based) and of the
+    image; ``ranks`` the values the score was computed from (the signals' ranks in the
+    split, or the raw signals when not ranked).
+    """
 
     key: str
     split: str
@@ -57,6 +72,8 @@ class ImageReview:
     missed: list[dict[str, Any]] = field(default_factory=list)
     agreement: float | None = None
     rank: int = 0
+    ranks: dict[str, float | None] = field(default_factory=dict)
+    worst_box: int | None = None
 
 
 @dataclass
@@ -85,8 +102,15 @@ class ReviewQueue:
             "class_names": self.class_names,
             "model": self.model,
             "weights": dict(self.settings.weights),
-            "thresholds": {k: v for k, v in asdict(self.settings).items() if k != "weights"},
-            "score": "weighted mean of the measured signals (see docs/review.md)",
+            "normalise": self.settings.normalise,
+            "power": self.settings.power,
+            "thresholds": {
+                k: v
+                for k, v in asdict(self.settings).items()
+                if k not in ("weights", "normalise", "power")
+            },
+            "score": "weighted power mean of the measured signals' ranks of the worst box and "
+            "the image (see docs/review.md)",
             "images": [asdict(r) for r in self.images],
         }
 
@@ -95,18 +119,21 @@ class ReviewQueue:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(
-            ["rank", "key", "image", "mask", "score", "boxes", "missed_defects"]
+            ["rank", "key", "image", "mask", "score", "boxes", "worst_box", "missed_defects"]
             + list(SIGNALS)
+            + [f"{s}_rank" for s in SIGNALS]
             + [f"{s}_share" for s in SIGNALS]
             + ["reasons"]
         )
         for r in self.images:
             values = ["" if r.signals.get(s) is None else f"{r.signals[s]:.4f}" for s in SIGNALS]
+            ranks = ["" if r.ranks.get(s) is None else f"{r.ranks[s]:.4f}" for s in SIGNALS]
             shares = [f"{r.shares.get(s, 0.0):.3f}" for s in SIGNALS]
+            worst = "" if r.worst_box is None else r.worst_box + 1
             writer.writerow(
                 [
-                    *(r.rank, r.key, r.image, r.mask, f"{r.score:.4f}", len(r.boxes)),
-                    *(len(r.missed), *values, *shares, "; ".join(r.reasons)),
+                    *(r.rank, r.key, r.image, r.mask, f"{r.score:.4f}", len(r.boxes), worst),
+                    *(len(r.missed), *values, *ranks, *shares, "; ".join(r.reasons)),
                 ]
             )
         return buf.getvalue()
@@ -120,33 +147,204 @@ class ReviewQueue:
         return csv_path, json_path
 
 
+_MENTION = 0.15
+"""A signal is named among an image's reasons from this share of its score on."""
+
+
+def _signal_text(
+    name: str, b: BoxSignals, rank: float | None, settings: DoubtSettings
+) -> str | None:
+    """One box signal in words (``None`` when it says nothing)."""
+    v = b.signals.get(name)
+    if v is None or v <= 0 and name != "coverage":
+        return None
+    if name == "coverage":
+        if b.pieces == 0:
+            text = "mask is empty"
+        else:
+            what = "fills" if b.coverage > settings.high else "covers only"
+            what = what if v > 0 or rank is None else "covers"
+            text = f"mask {what} {b.coverage:.0%} of it"
+    elif name == "extent":
+        text = f"mask spans {b.extent or 0:.0%} of the box"
+    elif name == "fragmentation":
+        text = f"mask in {b.pieces} pieces"
+    elif name == "holes":
+        text = f"holes or bites: {v:.0%} of the mask's outline left out"
+    elif name == "offset":
+        text = f"mask sits off the box's centre (offset {v:.2f})"
+    elif name == "spill":
+        text = f"{v:.0%} of the mask's regions lie outside the box"
+    elif name == "appearance":
+        text = f"mask and the colours around it disagree (IoU {1 - v:.2f})"
+    elif name == "teacher":
+        text = f"teacher score {b.teacher_score:.2f}"
+    else:
+        text = f"model and pseudo-mask overlap at IoU {b.agreement:.2f} in the box"
+    if rank is not None:
+        text += f" (more unusual than {rank:.0%} of the split's boxes)"
+    return text
+
+
 def _reasons(
     boxes: Sequence[BoxSignals],
+    box_ranks: Sequence[Mapping[str, float | None]],
+    box_shares: Sequence[Mapping[str, float]],
+    order: Sequence[int],
     names: Sequence[str],
     agreement: float | None,
     missed: Sequence[MissedDefect],
+    image_shares: Mapping[str, float],
     settings: DoubtSettings,
+    ranked: bool,
 ) -> list[str]:
-    """Why an image is doubted, in words, worst first within each kind."""
+    """Why an image is doubted, in words: the signals that carry its score, the worst box's
+    first, each box's by share; then the image's own signals."""
     out = []
-    for b in sorted(boxes, key=lambda b: -(b.signals["coverage"] or 0.0)):
-        if b.signals["coverage"]:
-            what = "fills" if b.coverage > settings.high else "covers only"
-            text = "is empty" if b.pieces == 0 else f"{what} {b.coverage:.0%} of it"
-            out.append(f"box {b.index + 1} ({names[b.cls]}): mask {text}")
-    for b in boxes:
-        if b.pieces > 1:
-            out.append(f"box {b.index + 1} ({names[b.cls]}): mask in {b.pieces} pieces")
-        if b.teacher_score is not None and b.signals["teacher"]:
-            out.append(f"box {b.index + 1} ({names[b.cls]}): teacher score {b.teacher_score:.2f}")
+    image_first = []
     if agreement is not None and agreement < 1.0:
-        out.append(f"model and pseudo-mask overlap at IoU {agreement:.2f}")
+        text = f"model and pseudo-mask overlap at IoU {agreement:.2f}"
+        (image_first if image_shares.get("disagreement", 0) >= _MENTION else out).append(text)
     for m in missed:
-        out.append(
+        text = (
             f"possible missed {names[m.cls]} at x {m.box[0]}–{m.box[2]}, y {m.box[1]}–{m.box[3]} "
             f"({m.area} px, confidence {m.confidence:.2f}; no box there)"
         )
-    return out
+        (image_first if image_shares.get("missed", 0) >= _MENTION else out).append(text)
+    box_texts = []
+    for i in order:
+        b, shares = boxes[i], box_shares[i]
+        for name in sorted(shares, key=lambda n: -shares[n]):
+            if shares[name] < _MENTION:
+                break
+            rank = box_ranks[i].get(name) if ranked else None
+            text = _signal_text(name, b, rank, settings)
+            if text is not None:
+                box_texts.append(f"box {b.index + 1} ({names[b.cls]}): {text}")
+    return image_first + box_texts + out
+
+
+@dataclass
+class Measured:
+    """One image's raw measurements, before the split is known (see :func:`measure_image`)."""
+
+    boxes: list[BoxSignals]
+    agreement: float | None = None
+    missed: list[MissedDefect] = field(default_factory=list)
+    missed_value: float | None = None
+
+    @property
+    def image_signals(self) -> dict[str, float | None]:
+        """The image's own raw signals: whole-image ``disagreement`` and ``missed``."""
+        return {
+            "disagreement": None if self.agreement is None else 1.0 - self.agreement,
+            "missed": self.missed_value,
+        }
+
+
+def measure_image(
+    mask: np.ndarray,
+    boxes: np.ndarray,
+    classes: np.ndarray,
+    settings: DoubtSettings,
+    *,
+    teacher_scores: Sequence[float | None] | None = None,
+    view: Any = None,
+    image: np.ndarray | None = None,
+) -> Measured:
+    """The raw signals of one pseudo-mask (see :func:`review_image` for the arguments)."""
+    prediction = None if view is None else view.labels
+    confidence = None if view is None else view.confidence
+    per_box = box_signals(
+        mask, boxes, classes, settings, teacher_scores, prediction,
+        image=image, confidence=confidence,
+    )  # fmt: skip
+    measured = Measured(per_box)
+    if view is not None:
+        sure = view.confidence >= settings.confident
+        agreement = confident_iou(view.labels > 0, defect_pixels(mask), sure)
+        measured.agreement = agreement  # None: the model is sure of no pixel
+        measured.missed = missed_defects(
+            view,
+            boxes,
+            min_confidence=settings.min_confidence,
+            min_area=settings.min_area,
+            margin=settings.margin,
+        )
+        measured.missed_value = max((m.confidence for m in measured.missed), default=0.0)
+    return measured
+
+
+def score_image(
+    measured: Measured,
+    names: Sequence[str],
+    settings: DoubtSettings,
+    calibration: Calibration | None = None,
+) -> ImageReview:
+    """Score, signals and reasons of one measured pseudo-mask (paths and rank left empty).
+
+    With ``settings.normalise == "rank"`` and a ``calibration`` of the split, every signal
+    is replaced by its rank there; otherwise the raw signals are scored. The image's score
+    is that of its worst box's signals together with the image's own (``disagreement``,
+    ``missed``), or the worst box's alone when that is higher: the image's signals can raise
+    its doubt, never dilute it.
+    """
+    weights, power = settings.weights, settings.power
+    ranked = calibration is not None and settings.normalise == "rank"
+    box_ranks: list[dict[str, float | None]] = []
+    box_scores = []
+    for b in measured.boxes:
+        ranks = calibration.box_ranks(b) if ranked else dict(b.signals)  # type: ignore[union-attr]
+        box_ranks.append(ranks)
+        box_scores.append(doubt_score(ranks, weights, power))
+    raw_image = measured.image_signals
+    image_ranks: dict[str, float | None] = (
+        {k: calibration.rank(k, None, v) for k, v in raw_image.items()}  # type: ignore[union-attr]
+        if ranked
+        else dict(raw_image)
+    )
+    worst = None
+    signals: dict[str, float | None] = dict.fromkeys(SIGNALS)
+    ranks: dict[str, float | None] = dict.fromkeys(SIGNALS)
+    if measured.boxes:
+        worst = max(range(len(measured.boxes)), key=lambda i: (box_scores[i].value, -i))
+        for name in BOX_SIGNALS:
+            signals[name] = measured.boxes[worst].signals[name]
+            ranks[name] = box_ranks[worst][name]
+    for name, value in raw_image.items():
+        if value is not None:
+            signals[name], ranks[name] = value, image_ranks[name]
+    score = doubt_score(ranks, weights, power)
+    if worst is not None and box_scores[worst].value > score.value:
+        # the image's own signals can only raise its doubt, never dilute its worst box
+        score = box_scores[worst]
+    order = sorted(range(len(measured.boxes)), key=lambda i: (i != worst, -box_scores[i].value))
+    box_reviews = []
+    for b, b_ranks, b_score in zip(measured.boxes, box_ranks, box_scores, strict=True):
+        box_reviews.append(
+            BoxReview(
+                b.index, names[b.cls], list(b.box), b.coverage, b.pieces, b.teacher_score,
+                b.agreement, b_score.value, b.signals, b_score.shares, b_ranks,
+            )
+        )  # fmt: skip
+    return ImageReview(
+        key="",
+        split="",
+        image="",
+        mask="",
+        score=score.value,
+        signals=signals,
+        shares=score.shares,
+        reasons=_reasons(
+            measured.boxes, box_ranks, [s.shares for s in box_scores], order, names,
+            measured.agreement, measured.missed, score.shares, settings, ranked,
+        ),  # fmt: skip
+        boxes=box_reviews,
+        missed=[asdict(m) | {"cls": names[m.cls]} for m in measured.missed],
+        agreement=measured.agreement,
+        ranks=ranks,
+        worst_box=worst,
+    )
 
 
 def review_image(
@@ -158,8 +356,13 @@ def review_image(
     *,
     teacher_scores: Sequence[float | None] | None = None,
     view: Any = None,
+    image: np.ndarray | None = None,
+    calibration: Calibration | None = None,
 ) -> ImageReview:
     """Signals, score and reasons of one pseudo-mask (paths and rank left empty).
+
+    Alone (no ``calibration``) the raw signals are scored; :func:`review_split` ranks every
+    signal among the split's boxes first.
 
     Args:
         mask: H×W pseudo-mask.
@@ -167,43 +370,26 @@ def review_image(
         settings: weights and thresholds.
         teacher_scores: per-box teacher scores, when recorded.
         view: a :class:`~boxes2pixels.review.model.ModelView` of the image, when a model is given.
+        image: the RGB image, for the ``appearance`` signal.
+        calibration: the split's :class:`~boxes2pixels.review.signals.Calibration`.
     """
-    prediction = None if view is None else view.labels
-    per_box = box_signals(mask, boxes, classes, settings, teacher_scores, prediction)
-    agreement, missed_value, missed = None, None, []
-    if view is not None:
-        agreement = mask_iou(view.labels > 0, defect_pixels(mask))
-        missed = missed_defects(
-            view,
-            boxes,
-            min_confidence=settings.min_confidence,
-            min_area=settings.min_area,
-            margin=settings.margin,
-        )
-        missed_value = max((m.confidence for m in missed), default=0.0)
-    score = doubt_score(image_signals(per_box, agreement, missed_value), settings.weights)
-    box_reviews = []
-    for b in per_box:
-        b_score = doubt_score(b.signals, settings.weights)
-        box_reviews.append(
-            BoxReview(
-                b.index, names[b.cls], list(b.box), b.coverage, b.pieces, b.teacher_score,
-                b.agreement, b_score.value, b.signals, b_score.shares,
-            )
-        )  # fmt: skip
-    return ImageReview(
-        key="",
-        split="",
-        image="",
-        mask="",
-        score=score.value,
-        signals=image_signals(per_box, agreement, missed_value),
-        shares=score.shares,
-        reasons=_reasons(per_box, names, agreement, missed, settings),
-        boxes=box_reviews,
-        missed=[asdict(m) | {"cls": names[m.cls]} for m in missed],
-        agreement=agreement,
+    measured = measure_image(
+        mask, boxes, classes, settings, teacher_scores=teacher_scores, view=view, image=image
     )
+    return score_image(measured, names, settings, calibration)
+
+
+def rank_measured(
+    measured: Sequence[Measured], names: Sequence[str], settings: DoubtSettings
+) -> list[ImageReview]:
+    """Score every image of a split: each signal ranked among the split's (``normalise``
+    ``rank``), or raw."""
+    calibration = calibrate(
+        (b for m in measured for b in m.boxes),
+        (m.image_signals for m in measured),
+        settings.per_class_min,
+    )
+    return [score_image(m, names, settings, calibration) for m in measured]
 
 
 def review_split(
@@ -219,6 +405,10 @@ def review_split(
     on_image: Callable[[int, int], None] | None = None,
 ) -> ReviewQueue:
     """Rank every image of ``split`` by the doubt score of its pseudo-mask, highest first.
+
+    Images are measured one at a time (only their numbers are kept), then every signal is
+    ranked among the split's boxes of its class and the images are scored (see
+    :mod:`.signals`).
 
     Args:
         data: the dataset (or its ``data.yaml``).
@@ -245,7 +435,7 @@ def review_split(
         described, model = describe_model(model, loaded), loaded
     masks = Path(masks)
     images = ds.images(split)
-    reviews = []
+    measured, paths = [], []
     for done, image_path in enumerate(images, start=1):
         name = ds.mask_name(image_path, split)
         mask_path = masks / split / name
@@ -263,24 +453,29 @@ def review_split(
                 "the split with b2p label. Nothing was written"
             )
         labels = ds.labels(image_path)
-        view = None if model is None else model_view(model, read_image(image_path), imgsz)
+        photo = read_image(image_path) if len(labels) or model is not None else None
+        view = None if model is None else model_view(model, photo, imgsz)
         key = f"{split}/{name}"
         scores = (teacher_scores or {}).get(key)
         if scores is not None and len(scores) != len(labels):
             scores = None  # the labels changed since labelling: the scores fit no box
-        r = review_image(
-            mask,
-            labels.xyxy(width, height),
-            labels.classes,
-            ds.names,
-            settings,
-            teacher_scores=scores,
-            view=view,
+        measured.append(
+            measure_image(
+                mask,
+                labels.xyxy(width, height),
+                labels.classes,
+                settings,
+                teacher_scores=scores,
+                view=view,
+                image=photo if len(labels) else None,
+            )
         )
-        r.key, r.split, r.image, r.mask = key, split, str(image_path), str(mask_path)
-        reviews.append(r)
+        paths.append((key, str(image_path), str(mask_path)))
         if on_image is not None:
             on_image(done, len(images))
+    reviews = rank_measured(measured, ds.names, settings)
+    for r, (key, image_file, mask_file) in zip(reviews, paths, strict=True):
+        r.key, r.split, r.image, r.mask = key, split, image_file, mask_file
     reviews.sort(key=lambda r: (-r.score, r.key))
     for rank, r in enumerate(reviews, start=1):
         r.rank = rank

@@ -1,33 +1,51 @@
 """Doubt signals of a pseudo-mask and the doubt score built from them.
 
-Every signal is a number in ``[0, 1]``: 0 = nothing suspicious, 1 = as suspicious as it gets.
-A signal that cannot be measured (no teacher score recorded, no model given) is ``None`` and
-is left out of the score; the other weights are renormalised, so a missing signal never
-counts as "no doubt".
+Per box (class ``c``, the mask's pixels of value ``c + 1`` inside the box) a few cheap
+measurements, each turned into a *signal*: a number in ``[0, 1]``, 0 = nothing suspicious.
 
-Per box (class ``c``, the mask's pixels of value ``c + 1`` inside the box):
-
-- ``coverage``: the share of the box the mask covers. Too little (below ``low``) and too much
-  (above ``high``) both count, rising linearly to 1 at an empty mask and a filled box.
-- ``fragmentation``: ``1 − 1/n`` for a mask in ``n`` pieces (8-connected) inside the box
-  (not measured for an empty mask: ``coverage`` already says it all).
+- ``coverage``: the share of the box the mask covers (an empty mask and a filled box are
+  the extremes).
+- ``extent``: the share of the box spanned by the mask's own bounding box (a mask that lost
+  its thin parts spans a corner; a spill or the box's background spans all of it).
+- ``fragmentation``: ``1 − 1/n`` for a mask in ``n`` pieces (8-connected) inside the box.
+- ``holes``: the share of the mask's closed outline that the mask leaves out (holes and
+  bites).
+- ``offset``: how far the mask's bounding box sits from the box's centre (a shifted mask).
+- ``spill``: the share of the pixels of the mask's regions that lie outside the box.
+- ``appearance``: ``1 − IoU`` of the mask and the pixels around it whose colour is nearer the
+  mask's mean colour than its surroundings' (a mask of the wrong object, or shifted).
 - ``teacher``: ``1 − score`` of the teacher's own score for the box (predicted IoU,
   stability), when the labelling run recorded one.
-- ``disagreement``: ``1 − IoU`` of the model's defect pixels and the mask's inside the box.
+- ``disagreement``: ``1 − IoU`` of the model's defect pixels and the mask's, counted only
+  where the model is confident (``confident``); per box inside it, per image over all of it.
+- ``missed`` (per image): the confidence of the most confident defect region the model sees
+  outside every box ("possible missed defect").
 
-Per image: each box signal's worst box, plus ``disagreement`` over the whole image and
-``missed``: the confidence of the most confident defect region the model sees outside every
-box ("possible missed defect"). The score is the weighted mean
+Signals that cannot be measured (no teacher score, no model, shape signals of an empty
+mask) are ``None`` and left out; the other weights are renormalised, so a missing signal
+never counts as "no doubt".
 
-    score = Σ_s w_s · v_s / Σ_s w_s      (over the signals s that are not None)
+**Ranking** (``normalise="rank"``, the default): raw signals mean different things on
+different datasets and teachers (cracks cover a tenth of their box, stains half of it), so
+each signal is replaced by its *rank* among the split's boxes of the same class
+(:class:`Calibration`): the share of them that look no more suspicious. ``coverage`` and
+``extent`` count both ways (far from the class's typical value in either direction); for the
+others a value of 0 stays 0; ``missed`` is used as it is (:data:`UNRANKED`). A box's score is the weighted power mean of its ranks
 
-and a signal's *share* is its part ``w_s · v_s / Σ w`` of the score divided by the score.
+    score = (Σ_s w_s · r_s^p / Σ_s w_s)^(1/p)      (over the signals s that are not None)
+
+and an image's score is that of its worst box, together with its image signals
+(``disagreement``, ``missed``). The weights and ``p`` are fitted on generated teacher errors
+(``benchmarks/review_ranking.py --fit``) and shipped as :data:`DEFAULT_WEIGHTS` and
+:data:`DEFAULT_POWER`. A signal's *share* is its part ``w_s · r_s^p / Σ w_s r_s^p`` of the
+score. ``normalise="raw"`` scores the raw signals (coverage and extent through the ``low`` /
+``high`` / ``low_extent`` thresholds) without a split, as :func:`review_image` does alone.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -37,26 +55,65 @@ from ..data.labelmaps import defect_pixels
 from ..errors import ConfigError
 from ..teachers.base import box_pixel_ranges
 
-SIGNALS = ("coverage", "fragmentation", "teacher", "disagreement", "missed")
+BOX_SIGNALS = (
+    "coverage", "extent", "fragmentation", "holes", "offset", "spill", "appearance", "teacher",
+    "disagreement",
+)  # fmt: skip
+"""The signals measured per box (``disagreement`` also per image)."""
+
+SIGNALS = (*BOX_SIGNALS, "missed")
 """The doubt signals, in the order tables show them."""
 
+TWO_SIDED = ("coverage", "extent")
+"""Signals ranked by their distance from the class's typical value, in either direction."""
+
+UNRANKED = ("missed",)
+"""Signals scored as they are: ``missed`` is the model's own confidence in a region that
+no box covers, already on an absolute scale (ranking it would stretch a model's noise)."""
+
+SHAPE_SIGNALS = ("extent", "fragmentation", "holes", "offset", "spill", "appearance")
+"""Signals of the mask's shape: not measured for an empty mask (``coverage`` says it all)."""
+
+#: Weights fitted on generated teacher errors (``python benchmarks/review_ranking.py --fit``:
+#: every error model, the imitation teacher excluded; see docs/review.md). The model signals
+#: were not fitted (the generated teachers have no model): they get the weight of the
+#: strongest mask signal.
 DEFAULT_WEIGHTS: dict[str, float] = {
     "coverage": 1.0,
+    "extent": 1.0,
     "fragmentation": 0.5,
+    "holes": 0.5,
+    "offset": 1.0,
+    "spill": 1.0,
+    "appearance": 1.0,
     "teacher": 1.0,
-    "disagreement": 1.0,
-    "missed": 0.5,
+    "disagreement": 2.0,
+    "missed": 1.0,
 }
+
+DEFAULT_POWER = 2.0
+"""``p`` of the power mean of ranks (fitted with :data:`DEFAULT_WEIGHTS`): above 1, one
+signal far out weighs more than several slightly raised ones."""
+
+NORMALISATIONS = ("rank", "raw")
 
 
 @dataclass(frozen=True)
 class DoubtSettings:
-    """Weights of the signals and the thresholds the signals use.
+    """Weights of the signals, how they are combined, and the thresholds the signals use.
 
     Attributes:
         weights: weight per signal name (missing names get :data:`DEFAULT_WEIGHTS`).
-        low: coverage below this share of the box counts as too little.
-        high: coverage above this share of the box counts as too much (a filled box).
+        normalise: ``rank`` (each signal ranked among the split's boxes of its class, see
+            the module's documentation) or ``raw`` (the raw signals).
+        power: ``p`` of the power mean that combines a box's signals (1: weighted mean).
+        per_class_min: a class with fewer boxes than this in the split is ranked among all
+            boxes instead of its own.
+        low: raw mode: coverage below this share of the box counts as too little.
+        high: raw mode: coverage above this share of the box counts as too much.
+        low_extent: raw mode: a mask spanning less than this share of its box counts.
+        confident: ``disagreement`` counts only pixels where the model's confidence is at
+            least this.
         min_confidence: a model's defect pixel counts for ``missed`` from this softmax
             confidence on.
         min_area: smallest region (pixels) reported as a possible missed defect.
@@ -64,8 +121,13 @@ class DoubtSettings:
     """
 
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    normalise: str = "rank"
+    power: float = DEFAULT_POWER
+    per_class_min: int = 20
     low: float = 0.1
     high: float = 0.85
+    low_extent: float = 0.2
+    confident: float = 0.7
     min_confidence: float = 0.9
     min_area: int = 16
     margin: float = 2.0
@@ -80,6 +142,12 @@ class DoubtSettings:
             raise ConfigError(f"doubt weights must be finite and ≥ 0, got {dict(self.weights)}")
         if not 0 < self.low < self.high < 1:
             raise ConfigError(f"need 0 < low < high < 1, got low {self.low}, high {self.high}")
+        if self.normalise not in NORMALISATIONS:
+            raise ConfigError(
+                f"normalise must be one of {', '.join(NORMALISATIONS)}, got '{self.normalise}'"
+            )
+        if not (math.isfinite(self.power) and self.power >= 1):
+            raise ConfigError(f"power must be a finite number ≥ 1, got {self.power}")
         object.__setattr__(self, "weights", {**DEFAULT_WEIGHTS, **self.weights})
 
 
@@ -139,9 +207,24 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else int(np.count_nonzero(a & b)) / union
 
 
+def confident_iou(pred: np.ndarray, pseudo: np.ndarray, sure: np.ndarray | None) -> float | None:
+    """IoU of the model's defect pixels ``pred`` and the mask's ``pseudo`` where the model is
+    ``sure`` (all pixels when ``None``); ``None`` when it is sure of no pixel."""
+    if sure is None:
+        return iou(pred, pseudo)
+    if not sure.any():
+        return None
+    return iou(pred & sure, pseudo & sure)
+
+
 @dataclass
 class BoxSignals:
-    """One box: where it is, what its mask looks like, and its doubt signals."""
+    """One box: where it is, what its mask looks like, and its doubt signals.
+
+    ``signals`` are the raw signals (0 = nothing suspicious); ``extent`` is the share of the
+    box spanned by the mask's bounding box (``None`` for an empty mask), which ranking uses
+    with ``coverage`` in both directions.
+    """
 
     index: int
     cls: int
@@ -151,6 +234,67 @@ class BoxSignals:
     teacher_score: float | None
     agreement: float | None
     signals: dict[str, float | None]
+    extent: float | None = None
+
+
+def _shape(
+    region: np.ndarray,
+    full: np.ndarray,
+    components: np.ndarray,
+    box: tuple[int, int, int, int],
+    margin: float,
+) -> tuple[float, float, float, float]:
+    """``extent``, ``holes``, ``offset`` and ``spill`` of a non-empty mask ``region`` of
+    ``box`` (``full``: the class's whole-image mask, ``components``: its regions)."""
+    x0, y0, x1, y1 = box
+    bw, bh = x1 - x0, y1 - y0
+    ys, xs = np.nonzero(region)
+    mx0, mx1, my0, my1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    extent = float((mx1 - mx0) * (my1 - my0) / (bw * bh))
+    cx, cy = (mx0 + mx1) / 2 / bw - 0.5, (my0 + my1) / 2 / bh - 0.5
+    offset = float(min(1.0, 2 * max(abs(cx), abs(cy))))
+    # holes: what a hole filling and a small closing add to the mask
+    r = max(1, round(0.04 * math.sqrt(bw * bh)))
+    padded = np.pad(region.astype(np.uint8), r + 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, kernel)
+    contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(closed)
+    cv2.drawContours(filled, contours, -1, 1, -1)
+    area = int(np.count_nonzero(region))
+    holes = float(max(0.0, 1.0 - area / max(1, int(np.count_nonzero(filled)))))
+    # spill: the pixels of the mask's regions outside the box grown by margin
+    ids = np.unique(components[y0:y1, x0:x1][region])
+    touching = np.isin(components, ids) & full
+    h, w = full.shape
+    m = int(math.ceil(margin))
+    inside = int(np.count_nonzero(touching[max(0, y0 - m) : y1 + m, max(0, x0 - m) : x1 + m]))
+    total = int(np.count_nonzero(touching))
+    spill = float(1.0 - inside / max(1, total))
+    return extent, holes, offset, spill
+
+
+def _appearance(
+    image: np.ndarray, full: np.ndarray, box: tuple[int, int, int, int]
+) -> float | None:
+    """``1 − IoU`` of the mask and its colour-nearest pixels in the box grown by a quarter."""
+    x0, y0, x1, y1 = box
+    h, w = full.shape
+    gx, gy = (x1 - x0) // 4 + 2, (y1 - y0) // 4 + 2
+    wx0, wy0, wx1, wy1 = max(0, x0 - gx), max(0, y0 - gy), min(w, x1 + gx), min(h, y1 + gy)
+    inside = full[wy0:wy1, wx0:wx1]
+    if inside.all() or not inside.any():
+        return None
+    pixels = image[wy0:wy1, wx0:wx1]
+    mean_in, mean_out = pixels[inside].mean(axis=0), pixels[~inside].mean(axis=0)
+    nearer = ((pixels - mean_in) ** 2).sum(-1) < ((pixels - mean_out) ** 2).sum(-1)
+    return 1.0 - iou(nearer, inside)
+
+
+def lab_image(image: np.ndarray) -> np.ndarray:
+    """An RGB ``uint8`` image as lightly smoothed CIELAB ``float32`` (for ``appearance``)."""
+    smooth = cv2.GaussianBlur(image, (3, 3), 0).astype(np.float32) / 255.0
+    return cv2.cvtColor(smooth, cv2.COLOR_RGB2Lab)
 
 
 def box_signals(
@@ -160,6 +304,9 @@ def box_signals(
     settings: DoubtSettings,
     teacher_scores: Sequence[float | None] | None = None,
     prediction: np.ndarray | None = None,
+    *,
+    image: np.ndarray | None = None,
+    confidence: np.ndarray | None = None,
 ) -> list[BoxSignals]:
     """The signals of every box (N×4 pixel xyxy, YOLO ``classes``) of one label map.
 
@@ -170,38 +317,152 @@ def box_signals(
         settings: thresholds.
         teacher_scores: the teacher's score per box (``None`` entries: not recorded).
         prediction: the model's H×W label map, when a model is given.
+        image: the H×W×3 RGB image (``uint8``) for ``appearance`` (``None``: not measured).
+        confidence: the model's H×W confidence (with ``prediction``): ``disagreement`` counts
+            the pixels of at least ``settings.confident`` only.
     """
     height, width = mask.shape
+    lab = None if image is None else lab_image(image)
+    sure = None if confidence is None else confidence >= settings.confident
+    components: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     out = []
     for i, (box, cls) in enumerate(zip(np.asarray(boxes, np.float64), classes, strict=True)):
         x0, y0, x1, y1 = box_pixel_ranges(box, height, width)
-        region = mask[y0:y1, x0:x1] == int(cls) + 1
+        value = int(cls) + 1
+        if value not in components:
+            full = mask == value
+            components[value] = (full, cv2.connectedComponents(full.astype(np.uint8), 8)[1])
+        full, comps = components[value]
+        region = full[y0:y1, x0:x1]
         coverage = float(region.mean())
         pieces = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)[0] - 1
         score = None if teacher_scores is None else teacher_scores[i]
         agreement = None
         if prediction is not None:
-            pseudo_fg = defect_pixels(mask[y0:y1, x0:x1])
-            agreement = iou(prediction[y0:y1, x0:x1] > 0, pseudo_fg)
-        signals: dict[str, float | None] = {
-            "coverage": coverage_doubt(coverage, settings.low, settings.high),
-            "fragmentation": 1.0 - 1.0 / pieces if pieces > 0 else None,
-            "teacher": None if score is None else float(np.clip(1.0 - score, 0.0, 1.0)),
-            "disagreement": None if agreement is None else 1.0 - agreement,
-        }
+            agreement = confident_iou(
+                prediction[y0:y1, x0:x1] > 0,
+                defect_pixels(mask[y0:y1, x0:x1]),
+                None if sure is None else sure[y0:y1, x0:x1],
+            )
+        signals: dict[str, float | None] = dict.fromkeys(BOX_SIGNALS)
+        signals["coverage"] = coverage_doubt(coverage, settings.low, settings.high)
+        extent = None
+        if pieces > 0:
+            box_px = (x0, y0, x1, y1)
+            extent, holes, offset, spill = _shape(region, full, comps, box_px, settings.margin)
+            signals["extent"] = max(0.0, 1.0 - extent / settings.low_extent)
+            signals["fragmentation"] = 1.0 - 1.0 / pieces
+            signals["holes"], signals["offset"], signals["spill"] = holes, offset, spill
+            if lab is not None:
+                signals["appearance"] = _appearance(lab, full, box_px)
+        if score is not None:
+            signals["teacher"] = float(np.clip(1.0 - score, 0.0, 1.0))
+        if agreement is not None:
+            signals["disagreement"] = 1.0 - agreement
         out.append(
-            BoxSignals(i, int(cls), (x0, y0, x1, y1), coverage, pieces, score, agreement, signals)
+            BoxSignals(
+                i, int(cls), (x0, y0, x1, y1), coverage, pieces, score, agreement, signals, extent
+            )
         )
     return out
+
+
+class Calibration:
+    """Ranks of signal values among a split's boxes (per class) and images.
+
+    ``rank(name, cls, value)`` is the share of the reference values that are no more
+    suspicious than ``value``: for the one-sided signals the share ``≤ value`` (and 0 for
+    0), for :data:`TWO_SIDED` ones ``|F(v−) + F(v) − 1|``, the distance from the median in
+    either direction (0 at the class's median, 1 at its extremes). Box signals are ranked
+    among the boxes of their class when it has at least ``per_class_min`` of them, else
+    among all boxes; image signals among all images.
+    """
+
+    def __init__(self, per_class_min: int = 20) -> None:
+        self.per_class_min = per_class_min
+        self._values: dict[tuple[str, int | None], list[float]] = {}
+        self._sorted: dict[tuple[str, int | None], np.ndarray] = {}
+
+    @staticmethod
+    def raw(name: str, box: BoxSignals | None, value: float | None) -> float | None:
+        """The value a signal is ranked by (coverage and extent themselves, else the signal)."""
+        if box is not None and name == "coverage":
+            return box.coverage
+        if box is not None and name == "extent":
+            return box.extent
+        return value
+
+    def add_box(self, box: BoxSignals) -> None:
+        """Count a box's signals."""
+        for name, value in box.signals.items():
+            v = self.raw(name, box, value)
+            if v is not None:
+                self._values.setdefault((name, box.cls), []).append(float(v))
+                self._values.setdefault((name, None), []).append(float(v))
+        self._sorted.clear()
+
+    def add_image(self, signals: Mapping[str, float | None]) -> None:
+        """Count an image's own signals (``disagreement``, ``missed``)."""
+        for name, v in signals.items():
+            if v is not None:
+                self._values.setdefault((f"image:{name}", None), []).append(float(v))
+        self._sorted.clear()
+
+    def _reference(self, key: tuple[str, int | None]) -> np.ndarray:
+        if key not in self._sorted:
+            self._sorted[key] = np.sort(np.asarray(self._values.get(key, []), np.float64))
+        return self._sorted[key]
+
+    def rank(self, name: str, cls: int | None, value: float | None) -> float | None:
+        """The rank of ``value`` of signal ``name`` (box class ``cls``; ``None``: an image
+        signal) in ``[0, 1]``; ``None`` for ``None``."""
+        if value is None:
+            return None
+        if name in UNRANKED:
+            return float(value)
+        if cls is None:
+            ref = self._reference((f"image:{name}", None))
+        else:
+            ref = self._reference((name, cls))
+            if len(ref) < self.per_class_min:
+                ref = self._reference((name, None))
+        if len(ref) == 0:
+            return 0.0
+        at_most = np.searchsorted(ref, value, side="right") / len(ref)
+        if name in TWO_SIDED and cls is not None:
+            below = np.searchsorted(ref, value, side="left") / len(ref)
+            return float(min(1.0, abs(at_most + below - 1.0)))
+        return 0.0 if value <= 0 else float(at_most)
+
+    def box_ranks(self, box: BoxSignals) -> dict[str, float | None]:
+        """Every signal of ``box`` as its rank."""
+        return {
+            name: self.rank(name, box.cls, self.raw(name, box, value))
+            for name, value in box.signals.items()
+        }
+
+
+def calibrate(
+    boxes: Iterable[BoxSignals],
+    images: Iterable[Mapping[str, float | None]] = (),
+    per_class_min: int = 20,
+) -> Calibration:
+    """A :class:`Calibration` of a split's boxes and image signals."""
+    cal = Calibration(per_class_min)
+    for box in boxes:
+        cal.add_box(box)
+    for signals in images:
+        cal.add_image(signals)
+    return cal
 
 
 def image_signals(
     boxes: Sequence[BoxSignals], image_agreement: float | None, missed: float | None
 ) -> dict[str, float | None]:
-    """An image's signals: each box signal's worst box, the whole-image disagreement and
+    """An image's raw signals: each box signal's worst box, the whole-image disagreement and
     ``missed`` (``None`` where nothing was measured)."""
     values: dict[str, float | None] = {}
-    for name in ("coverage", "fragmentation", "teacher"):
+    for name in BOX_SIGNALS:
         measured = [b.signals[name] for b in boxes if b.signals[name] is not None]
         values[name] = max(measured) if measured else None  # type: ignore[type-var]
     values["disagreement"] = None if image_agreement is None else 1.0 - image_agreement
@@ -224,11 +485,19 @@ class Score:
         return {k: v / self.value for k, v in self.contributions.items()}
 
 
-def doubt_score(signals: Mapping[str, float | None], weights: Mapping[str, float]) -> Score:
-    """The weighted mean of the measured signals (missing ones renormalised away)."""
+def doubt_score(
+    signals: Mapping[str, float | None], weights: Mapping[str, float], power: float = 1.0
+) -> Score:
+    """The weighted power mean ``(Σ w v^p / Σ w)^(1/p)`` of the measured signals (missing
+    ones renormalised away; ``power`` 1: the weighted mean). Each signal's contribution is
+    the score times its share ``w v^p / Σ w v^p``."""
     measured = {k: v for k, v in signals.items() if v is not None and weights.get(k, 0) > 0}
     total = sum(weights[k] for k in measured)
     if total <= 0:
         return Score(0.0, {})
-    contributions = {k: weights[k] * float(v) / total for k, v in measured.items()}
-    return Score(sum(contributions.values()), contributions)
+    parts = {k: weights[k] * float(v) ** power for k, v in measured.items()}
+    mass = sum(parts.values())
+    value = (mass / total) ** (1.0 / power)
+    if mass <= 0:
+        return Score(0.0, dict.fromkeys(measured, 0.0))
+    return Score(value, {k: value * part / mass for k, part in parts.items()})
