@@ -57,6 +57,65 @@ def train(
             "predict and evaluate then tile by themselves. See docs/resolution.md.",
         ),
     ] = None,
+    windows_per_image: Annotated[
+        int | None,
+        typer.Option(
+            "--windows-per-image",
+            min=1,
+            help="With --crop-size: windows drawn from each decoded photo per visit (default "
+            "1; --batch must be a multiple). An epoch still visits every photo once, so it "
+            "holds K times the windows and steps; it spreads one decode over K windows when "
+            "--cache is off.",
+        ),
+    ] = None,
+    cache: Annotated[
+        str | None,
+        typer.Option(
+            "--cache",
+            help="Decoded-image cache: off (default; every item decodes its photo and mask) | "
+            "disk (each photo and mask decoded once into memory-mapped arrays under "
+            "--cache-dir, keyed by the files' sha256, kept for later runs) | ram (decoded once "
+            "into memory for this run). Training results are the same either way; the size "
+            "needed is checked before anything is decoded.",
+        ),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            help="Root of the disk cache (arrays in DIR/decoded/); default RUN_DIR/.cache, or "
+            "$B2P_CACHE_DIR when set.",
+        ),
+    ] = None,
+    val_windows: Annotated[
+        int | None,
+        typer.Option(
+            "--val-windows",
+            min=0,
+            help="With --crop-size: score each epoch on this many fixed, seeded windows per "
+            "validation photo (half on defects; default 8), so validation time follows the "
+            "sample, not the photo size. 0: tile every validation photo in full every epoch.",
+        ),
+    ] = None,
+    val_full_every: Annotated[
+        int | None,
+        typer.Option(
+            "--val-full-every",
+            min=0,
+            help="With --crop-size and --val-windows: also tile every validation photo in "
+            "full every N epochs (metrics.csv val_full_* columns); default 0: after the last "
+            "epoch (or an early stop) only.",
+        ),
+    ] = None,
+    log_every: Annotated[
+        int | None,
+        typer.Option(
+            "--log-every",
+            min=1,
+            help="When the output is not a terminal (a scheduler's log): a progress line every "
+            "N steps with windows/s and ETA (default 50).",
+        ),
+    ] = None,
     validate_on: Annotated[
         str | None,
         typer.Option(
@@ -146,6 +205,12 @@ def train(
         epochs=epochs,
         imgsz=imgsz,
         crop_size=crop_size,
+        windows_per_image=windows_per_image,
+        cache=cache,
+        cache_dir=cache_dir,
+        val_windows=val_windows,
+        val_full_every=val_full_every,
+        log_every=log_every,
         validate_on=validate_on,
         corrected_repeat=corrected_repeat,
         batch=batch,
@@ -196,11 +261,23 @@ def _announce(cfg: TrainConfig, config_file: Path | None) -> None:
     from ..student.backbone import collapse_warning
 
     source = f" (settings from {config_file})" if config_file else ""
-    size = (
-        f"on {cfg.crop_size}×{cfg.crop_size} windows at native resolution (validated tiled)"
-        if cfg.crop_size
-        else f"at {cfg.imgsz}×{cfg.imgsz}"
-    )
+    if not cfg.crop_size:
+        size = f"at {cfg.imgsz}×{cfg.imgsz}"
+    elif cfg.val_windows:
+        every = f"every {cfg.val_full_every} epochs and " if cfg.val_full_every else ""
+        size = (
+            f"on {cfg.crop_size}×{cfg.crop_size} windows at native resolution (validated on "
+            f"{cfg.val_windows} windows per photo, tiled in full {every}at the end)"
+        )
+    else:
+        size = (
+            f"on {cfg.crop_size}×{cfg.crop_size} windows at native resolution (validated tiled)"
+        )
+    if cfg.crop_size and cfg.windows_per_image > 1:
+        size += f", {cfg.windows_per_image} windows per decoded photo"
+    if cfg.cache != "off":
+        where = f" in {cfg.resolved_cache_root()}" if cfg.cache == "disk" else ""
+        size += f", decoded-image cache {cfg.cache}{where}"
     say(
         "",
         f"training {cfg.epochs} epochs {size}, batch {cfg.batch}, "

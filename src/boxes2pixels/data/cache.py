@@ -304,7 +304,9 @@ class DecodedCache:
         image_rec = self._valid(image_files)
         mask_rec = self._valid(mask_files)
         if image_rec is None or mask_rec is None:
-            rebuilt = image_files["record"].exists() or mask_files["record"].exists()
+            rebuilt = (image_rec is None and image_files["record"].exists()) or (
+                mask_rec is None and mask_files["record"].exists()
+            )
             image, mask = _decode_pair(image_path, mask_path, num_classes)
             if image_rec is None:
                 image_rec = _write_entry(image_files, {"image": image}, image_path)
