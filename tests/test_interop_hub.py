@@ -171,12 +171,21 @@ def test_model_card_metadata(tmp_path: Path) -> None:
         model_card_kwargs={"dataset": "acme/blade-photos"},
     )
     data = ModelCard.load(tmp_path / "m" / "README.md").data
-    assert data.base_model == "timm/vit_small_patch14_dinov2.lvd142m"
+    # a local weights file: nothing proves it holds timm/vit_small_patch14_dinov2.lvd142m
+    assert data.base_model is None
     assert data.datasets == ["acme/blade-photos"]
     results = {r.metric_type: r for r in data.eval_results}
-    assert set(results) == {"miou", "anomaly_miou"}
-    assert results["miou"].metric_value == pytest.approx(0.61)
-    assert results["miou"].dataset_split == "validation"
+    assert set(results) == {"mean_iou", "anomaly_miou"}  # the Hub's id of mIoU
+    assert results["mean_iou"].metric_value == pytest.approx(0.61)
+    assert results["mean_iou"].metric_name == "miou"
+    assert results["mean_iou"].dataset_split == "validation"
+    from boxes2pixels.student.card import base_model_id
+
+    class Pretrained:  # what base_model_id reads of a Hub-pretrained student
+        random_backbone, backbone_init = False, "pretrained"
+        backbone = model.backbone
+
+    assert base_model_id(Pretrained()) == "timm/vit_small_patch14_dinov2.lvd142m"
     random_model = _student()
     random_model.save_pretrained(tmp_path / "r")
     data = ModelCard.load(tmp_path / "r" / "README.md").data

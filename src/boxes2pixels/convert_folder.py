@@ -1,4 +1,5 @@
-"""``b2p convert``: a folder of label maps (pseudo-masks or predictions) to COCO or YOLO-seg.
+"""``b2p convert``: a folder of label maps (pseudo-masks or predictions) to COCO, a CVAT /
+Datumaro COCO dataset, Label Studio tasks or YOLO-seg.
 
 Masks are matched to the images of a YOLO ``data.yaml``: the mask of image
 ``images/<split>/<sub>/<stem>.<ext>`` is ``MASKS/<split>/<sub>/<stem>.png`` (what ``b2p label``
@@ -19,13 +20,26 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .convert import ENCODINGS, coco_dataset, coco_image, write_yolo_seg
+from .convert import (
+    ENCODINGS,
+    LS_IMAGE_URL,
+    _place_image,
+    coco_dataset,
+    coco_image,
+    label_studio_config,
+    label_studio_task,
+    write_yolo_seg,
+)
 from .data.labelmaps import read_mask
 from .data.yolo import YoloDataset, label_path_for, load_data_yaml
 from .errors import ConfigError, DatasetError, ImageReadError
-from .io import image_size, write_json_atomic
+from .io import image_size, write_json_atomic, write_text_atomic
 
-FORMATS = ("yolo-seg", "coco")
+FORMATS = ("yolo-seg", "coco", "cvat", "label-studio")
+DEFAULT_ENCODING = {"coco": "rle", "cvat": "polygon"}
+"""COCO segmentation per format when none is asked for."""
+LS_TASKS = "tasks.json"
+LS_CONFIG = "label_config.xml"
 _LISTED = 5  # file names a message lists before "and N more"
 
 
@@ -239,8 +253,9 @@ def convert_masks(
     to: str,
     *,
     split: str | None = None,
-    encoding: str = "rle",
+    encoding: str | None = None,
     copy_images: bool = False,
+    image_url: str = LS_IMAGE_URL,
 ) -> ConvertSummary:
     """Convert a folder of label-map PNGs for the images of ``data`` to another tool's format.
 
@@ -250,11 +265,18 @@ def convert_masks(
         data: the dataset's ``data.yaml`` (images and class names).
         out: output folder, outside the dataset and the masks (see
             :func:`check_output_folder`).
-        to: ``yolo-seg`` (Ultralytics dataset: ``images/``, ``labels/``, ``data.yaml``) or
-            ``coco`` (``annotations/instances_<split>.json``).
+        to: ``yolo-seg`` (Ultralytics dataset: ``images/``, ``labels/``, ``data.yaml``),
+            ``coco`` (``annotations/instances_<split>.json``), ``cvat`` (the same beside
+            ``images/<split>/``: the layout Datumaro's and CVAT's COCO importers read) or
+            ``label-studio`` (``tasks.json`` with brush-RLE predictions, ``label_config.xml``
+            and ``images/<split>/``).
         split: ``masks`` holds this split's masks directly.
-        encoding: COCO segmentation: ``rle`` (exact) or ``polygon``.
-        copy_images: YOLO-seg: copy images instead of linking them.
+        encoding: COCO segmentation: ``rle`` or ``polygon`` (both exact); default ``rle``
+            for ``coco``, ``polygon`` for ``cvat`` (editable shapes).
+        copy_images: YOLO-seg, CVAT, Label Studio: copy images instead of linking them.
+        image_url: Label Studio: prefix of each task's image reference (followed by
+            ``<split>/<name>``); the default serves ``<out>/images/`` through Label Studio's
+            local files with ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<out>/images``.
 
     Images without a mask of their size are listed in ``skipped``, masks of no image in
     ``unmatched`` (a mask cannot be converted without its image: COCO names the image and
@@ -269,6 +291,7 @@ def convert_masks(
     """
     if to not in FORMATS:
         raise ConfigError(f"unknown format '{to}' (use {', '.join(FORMATS)})")
+    encoding = encoding or DEFAULT_ENCODING.get(to, "rle")
     if encoding not in ENCODINGS:
         raise ConfigError(f"unknown COCO encoding '{encoding}' (use {', '.join(ENCODINGS)})")
     masks, out = Path(masks), Path(out)
@@ -292,9 +315,23 @@ def convert_masks(
         )
         summary.files.append(write_yolo_seg(out, items, dataset.names, copy_images=copy_images))
         return summary
+    if to == "label-studio":
+        tasks = []
+        for name_split, plan in plans.items():
+            for rel, image, label_map in _pairs(dataset, name_split, plan, summary):
+                _place_image(image, out / "images" / name_split / rel, copy_images)
+                name = f"{name_split}/{rel}"
+                tasks.append(label_studio_task(name, label_map, dataset.names, image_url=image_url))
+                summary.instances += len(tasks[-1]["predictions"][0]["result"])
+        write_json_atomic(out / LS_TASKS, tasks)
+        write_text_atomic(out / LS_CONFIG, label_studio_config(dataset.names))
+        summary.files += [out / LS_TASKS, out / LS_CONFIG]
+        return summary
     for name_split, plan in plans.items():
         entries, annotations = [], []
-        for rel, _, label_map in _pairs(dataset, name_split, plan, summary):
+        for rel, image, label_map in _pairs(dataset, name_split, plan, summary):
+            if to == "cvat":
+                _place_image(image, out / "images" / name_split / rel, copy_images)
             entry, anns = coco_image(
                 len(entries) + 1, rel, label_map, dataset.names, len(annotations) + 1, encoding
             )
@@ -304,5 +341,7 @@ def convert_masks(
         path = out / "annotations" / f"instances_{name_split}.json"
         write_json_atomic(path, coco_dataset(entries, annotations, dataset.names))
         summary.files.append(path)
-        summary.image_roots[name_split] = _image_root(dataset, name_split)
+        summary.image_roots[name_split] = (
+            out / "images" / name_split if to == "cvat" else _image_root(dataset, name_split)
+        )
     return summary

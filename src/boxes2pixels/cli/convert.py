@@ -1,4 +1,5 @@
-"""`b2p convert`: pseudo-masks or predictions as a YOLO-seg dataset or COCO instances."""
+"""`b2p convert`: pseudo-masks or predictions as a YOLO-seg dataset, COCO instances, a CVAT /
+Datumaro COCO dataset or Label Studio tasks."""
 
 from __future__ import annotations
 
@@ -20,20 +21,31 @@ def convert_command(
         ...,
         "--to",
         help="yolo-seg (Ultralytics dataset: images/, labels/, data.yaml) | coco "
-        "(annotations/instances_<split>.json).",
+        "(annotations/instances_<split>.json) | cvat (the same beside images/<split>/: "
+        "Datumaro's COCO layout, for CVAT) | label-studio (tasks.json with brush masks, "
+        "label_config.xml, images/).",
     ),
     data: Path = typer.Option(..., "--data", help="The dataset's data.yaml (images, names)."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
     split: str | None = typer.Option(
         None, "--split", help="MASKS holds this split's masks directly (e.g. val)."
     ),
-    encoding: str = typer.Option(
-        "rle",
+    encoding: str | None = typer.Option(
+        None,
         "--encoding",
-        help="COCO segmentation: rle (exact, keeps 1-px cracks) | polygon (outer outlines).",
+        help="COCO segmentation: rle | polygon (pixel-edge outlines; both exact, components "
+        "that need over 32 polygons stay RLE). Default: rle for coco, polygon for cvat.",
     ),
     copy_images: bool = typer.Option(
-        False, "--copy-images", help="yolo-seg: copy the images (default: symbolic links)."
+        False,
+        "--copy-images",
+        help="yolo-seg, cvat, label-studio: copy the images (default: symbolic links).",
+    ),
+    image_url: str = typer.Option(
+        "/data/local-files/?d=",
+        "--image-url",
+        help="label-studio: prefix of each task's image reference, followed by "
+        "<split>/<name> (default: Label Studio's local files, document root OUT/images).",
     ),
 ) -> None:
     """Convert label-map PNGs into the formats other trainers and annotation tools read.
@@ -45,6 +57,10 @@ def convert_command(
       b2p convert masks --to yolo-seg --data data.yaml --out yolo_seg
 
       b2p convert masks --to coco --data data.yaml --out coco
+
+      b2p convert masks --to cvat --data data.yaml --out cvat
+
+      b2p convert masks --to label-studio --data data.yaml --out ls
 
       b2p convert predictions --split val --to coco --data data.yaml --out coco_pred
     """
@@ -58,6 +74,7 @@ def convert_command(
         split=split,
         encoding=encoding,
         copy_images=copy_images,
+        image_url=image_url,
     )
     for path, reason in summary.skipped:
         say("[yellow]skipped[/] ", f"{path}: {reason}")
@@ -72,7 +89,8 @@ def convert_command(
     for split_name, root in summary.image_roots.items():
         say(f"[dim]{split_name}: file_name entries are relative to[/] ", str(root))
     counts = ", ".join(f"{s} {n}" for s, n in summary.images.items()) or "no images"
-    instances = f", {summary.instances} instances" if to == "coco" else ""
+    kind = {"coco": "instances", "cvat": "instances", "label-studio": "brush regions"}
+    instances = f", {summary.instances} {kind[to]}" if to in kind else ""
     say("[green]done:[/] ", f"{counts}{instances}; wrote {', '.join(map(str, summary.files))}")
 
 

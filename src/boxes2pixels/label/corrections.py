@@ -8,8 +8,10 @@ teacher never labels them again (not even with ``--overwrite``).
 Sources:
 
 - a ``.json`` file: COCO instances, e.g. the ``annotations.json`` of a ``b2p review`` bundle
-  after correction in CVAT or Label Studio (decoded by :func:`boxes2pixels.convert.coco_to_masks`;
-  categories matched to the dataset's names);
+  after correction in CVAT (decoded by :func:`boxes2pixels.convert.coco_to_masks`;
+  categories matched to the dataset's names, ``ignore`` is 255), or Label Studio's JSON
+  export of the bundle's ``label-studio.json`` tasks (a list of tasks; each task's latest
+  submitted annotation, :func:`boxes2pixels.convert.label_studio_to_masks`);
 - a folder of label-map PNGs (0 background, k+1 class k, 255 ignore), or a review bundle
   folder (its ``masks/`` sub-folder is read).
 
@@ -17,6 +19,11 @@ A file is matched to the image whose ``<split>/<mask name>`` ends with the file'
 path (with ``.png``), or whose key the file's path ends with: ``train/a.png``,
 ``masks/train/a.png`` and ``a.png`` (when only one image is called ``a``) all name
 ``train/a.png``.
+
+An image counts as corrected only when its imported mask differs from its current mask: an
+unedited round trip (export, import) records nothing. A COCO file without the category
+``ignore`` cannot hold ignore pixels (255); the current mask's ignore pixels that it leaves
+as background are kept.
 
 An import is all or nothing: every corrected mask is checked and written into a staging
 folder (``<out>/.parts/corrections-*.staged/``) first; the part file that records them all
@@ -42,8 +49,8 @@ from typing import Any
 import numpy as np
 
 from ..atomic import STALE_AFTER_S, fsync_dir, reported_write_errors
-from ..convert import coco_to_masks
-from ..data.labelmaps import check_label_values, read_mask, write_mask
+from ..convert import IGNORE_NAME, coco_to_masks, label_studio_to_masks
+from ..data.labelmaps import IGNORE, check_label_values, read_mask, write_mask
 from ..data.yolo import YoloDataset
 from ..errors import Boxes2PixelsError, DatasetError
 from ..io import image_size, write_text_atomic
@@ -60,11 +67,13 @@ STAGED = ".staged"
 
 @dataclass
 class CorrectionImport:
-    """What one import did: the image keys corrected and the files that matched no image."""
+    """What one import did: the image keys corrected, those whose imported mask equals the
+    current one (not recorded as corrected) and the files that matched no image."""
 
     source: Path
     corrected: list[str] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
 
 
 def corrected_keys(out: str | Path) -> set[str]:
@@ -126,20 +135,50 @@ def _mask_files(root: Path) -> list[Path]:
     return files
 
 
-def _sources(source: Path, names: Sequence[str]) -> Iterator[tuple[str, str, np.ndarray]]:
-    """``(where, relative name, label map)`` of every corrected mask in ``source``."""
+def _json_sources(source: Path, names: Sequence[str]) -> Iterator[tuple[str, str, np.ndarray, bool]]:
+    """The label maps of a COCO file or a Label Studio JSON export (a list of tasks), each
+    with whether the file can hold ignore pixels."""
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{source}: cannot read JSON ({exc})") from exc
+    if isinstance(data, list):
+        for name, label_map in label_studio_to_masks(data, names).items():
+            yield f"{source} ({name})", name, label_map, True
+        return
+    _check_image_ids(source)
+    categories = data.get("categories", []) if isinstance(data, dict) else []
+    holds_ignore = any(
+        isinstance(c, dict) and str(c.get("name")) == IGNORE_NAME for c in categories
+    )
+    for name, label_map in coco_to_masks(source, names=names).items():
+        yield str(source), name, label_map, holds_ignore
+
+
+def _sources(source: Path, names: Sequence[str]) -> Iterator[tuple[str, str, np.ndarray, bool]]:
+    """``(where, relative name, label map, holds ignore)`` of every corrected mask in
+    ``source``; ``holds ignore`` is False for a COCO file without the category ``ignore``."""
     if source.is_file():
         if source.suffix.lower() != ".json":
-            raise DatasetError(f"{source}: corrections are a COCO .json file or a mask folder")
-        _check_image_ids(source)
-        for name, label_map in coco_to_masks(source, names=names).items():
-            yield str(source), name, label_map
+            raise DatasetError(
+                f"{source}: corrections are a COCO or Label Studio .json file or a mask folder"
+            )
+        yield from _json_sources(source, names)
         return
     if not source.is_dir():
         raise DatasetError(f"{source}: no such corrections file or folder")
     root = source / BUNDLE_MASKS if (source / BUNDLE_MASKS).is_dir() else source
     for path in _mask_files(root):
-        yield str(path), path.relative_to(root).as_posix(), read_mask(path)
+        yield str(path), path.relative_to(root).as_posix(), read_mask(path), True
+
+
+def _current(out: Path, key: str) -> np.ndarray | None:
+    """The mask of ``key`` in ``out`` now, or ``None`` when there is none (or it is
+    unreadable: the correction then replaces it)."""
+    try:
+        return read_mask(out / key) if (out / key).is_file() else None
+    except Boxes2PixelsError:
+        return None
 
 
 def _check(label_map: np.ndarray, item: WorkItem, where: str, num_classes: int) -> None:
@@ -175,15 +214,15 @@ def _record(item: WorkItem, ds: YoloDataset, label_map: np.ndarray, where: str) 
 
 
 def _stage(
-    source: Path, ds: YoloDataset, items: dict[str, WorkItem], staged: Path
+    source: Path, ds: YoloDataset, items: dict[str, WorkItem], staged: Path, out: Path
 ) -> tuple[CorrectionImport, list[dict[str, Any]]]:
-    """Check every corrected mask of ``source`` and write it to ``staged/<key>``; the import's
-    summary and the records to commit."""
+    """Check every corrected mask of ``source`` and write those that differ from the current
+    mask in ``out`` to ``staged/<key>``; the import's summary and the records to commit."""
     result = CorrectionImport(source)
     records: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
-    for where, rel, label_map in _sources(source, ds.names):
-        named = where if where.endswith(rel) else f"{where} ({rel})"
+    for where, rel, label_map, holds_ignore in _sources(source, ds.names):
+        named = where if where.endswith(rel) or where.endswith(f"({rel})") else f"{where} ({rel})"
         key = _match(rel, list(items), named)
         if key is None:
             result.unmatched.append(named)
@@ -193,6 +232,13 @@ def _stage(
         seen[key] = named
         item = items[key]
         _check(label_map, item, named, ds.num_classes)
+        current = _current(out, key)
+        if current is not None and current.shape == label_map.shape:
+            if not holds_ignore:  # the format could not say "ignore": keep what was
+                label_map = np.where((label_map == 0) & (current == IGNORE), IGNORE, label_map)
+            if np.array_equal(label_map, current):
+                result.unchanged.append(key)
+                continue
         records.append(_record(item, ds, label_map, named))
         write_mask(staged / key, label_map)
         result.corrected.append(key)
@@ -253,7 +299,8 @@ def import_corrections(
     all or nothing (see the module's description).
 
     Files that match no image of ``splits`` are listed in ``unmatched`` and logged as a
-    warning.
+    warning. A mask equal to the image's current mask is not a correction: it is listed in
+    ``unchanged`` and nothing is recorded for it.
 
     Raises:
         DatasetError: an unreadable source, a file that is not a PNG mask, a file that fits
@@ -268,7 +315,7 @@ def import_corrections(
     name = f"corrections-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{run}"
     staged, record = out / PARTS_DIR / f"{name}{STAGED}", out / PARTS_DIR / f"{name}.jsonl"
     try:
-        result, records = _stage(source, ds, items, staged)
+        result, records = _stage(source, ds, items, staged, out)
         if records:
             header = {"type": "corrections", "source": str(source.resolve())}
             lines = [json.dumps(r | {"run": run, "t": time.time_ns()}) for r in [header, *records]]
@@ -284,6 +331,11 @@ def import_corrections(
             )
         raise
     _move_staged(staged, out)
+    if result.unchanged:
+        logger.info(
+            "%s: %d mask(s) equal the current ones, not recorded as corrected",
+            source, len(result.unchanged),
+        )  # fmt: skip
     if result.unmatched:
         logger.warning(
             "%s: %d corrected mask(s) match no image of splits %s (first: %s)",

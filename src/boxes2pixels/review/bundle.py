@@ -4,13 +4,20 @@ Layout of ``<out>/``::
 
     images/<split>/<name>.<ext>     copies of the images
     masks/<split>/<name>.png        their current pseudo-masks (label-map PNGs)
-    annotations.json                COCO instances of those masks (CVAT, Label Studio)
+    annotations.json                COCO instances of those masks (CVAT, Datumaro)
+    label-studio.json               Label Studio tasks: image references, brush masks
+    label_config.xml                the Label Studio labeling config of those tasks
     bundle.json                     the sha256 of every file above, as written
 
 ``annotations.json`` names each image ``<split>/<name>.<ext>`` relative to ``images/``; it is
-written by :func:`boxes2pixels.convert.masks_to_coco`. After correction, either file set
-goes back with ``b2p label ... --corrections``: the COCO file exported by the tool, or the
-bundle folder (its ``masks/``) after editing the PNGs.
+written by :func:`boxes2pixels.convert.masks_to_coco`, with the ignore pixels (255) as the
+category ``ignore`` (id 255), so that every format holds the masks exactly: pycocotools
+decodes the polygons (or RLE) to the same pixels and Label Studio's brush RLE is lossless. An
+unedited round trip gives byte-identical masks. The Label Studio tasks reference
+``/data/local-files/?d=<split>/<name>``: serve the bundle's ``images/`` as Label Studio's
+local files document root. After correction, any of them goes back with ``b2p label ...
+--corrections``: the COCO file exported by CVAT, Label Studio's JSON export, or the bundle
+folder (its ``masks/``) after editing the PNGs.
 
 Writing into an earlier bundle never loses an edit and never leaves a file of the earlier
 bundle that an import would take: a file that ``bundle.json`` records and that still holds
@@ -32,16 +39,27 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from ..convert import copy_file_atomic, masks_to_coco
+from ..convert import (
+    copy_file_atomic,
+    label_studio_config,
+    label_studio_task,
+    masks_to_coco,
+)
 from ..data.labelmaps import read_mask
 from ..errors import Boxes2PixelsError, ConfigError
 from ..io import remove_outputs, write_bytes_atomic, write_json_atomic
 from .queue import ImageReview
 
 COCO_NAME = "annotations.json"
+LS_TASKS_NAME = "label-studio.json"
+LS_CONFIG_NAME = "label_config.xml"
 MANIFEST_NAME = "bundle.json"
-_OWNED = ("masks", "images", COCO_NAME)
+_FILES = (COCO_NAME, LS_TASKS_NAME, LS_CONFIG_NAME)
+"""The files a bundle writes at its top."""
+_OWNED = ("masks", "images", *_FILES)
 """What a bundle writes (besides ``bundle.json``); ``overwrite`` removes these whole."""
+LS_IMAGE_URL = "/data/local-files/?d="
+"""Prefix of the Label Studio tasks' image references (then ``<split>/<name>``)."""
 _SHOWN = 5
 """Files named in an error message, at most."""
 _ABOUT = (
@@ -81,8 +99,8 @@ def _refuse(out: Path, problem: str, files: Sequence[str], advice: str) -> Confi
     more = f" and {len(files) - _SHOWN} more" if len(files) > _SHOWN else ""
     return ConfigError(
         f"{out}: {problem}: {named}{more}. Nothing was written. {advice} --overwrite replaces "
-        f"the bundle in {out} whole (its masks/, images/, {COCO_NAME} and {MANIFEST_NAME}; "
-        "other files are kept); another --out leaves it as it is."
+        f"the bundle in {out} whole (its masks/, images/, {', '.join(_FILES)} and "
+        f"{MANIFEST_NAME}; other files are kept); another --out leaves it as it is."
     )
 
 
@@ -111,7 +129,7 @@ def _recorded(out: Path) -> dict[str, list[str]] | None:
         ) from exc
     for rel in records:
         parts = PurePosixPath(rel).parts
-        if rel != COCO_NAME and (len(parts) < 2 or parts[0] not in _OWNED or ".." in parts):
+        if rel not in _FILES and (len(parts) < 2 or parts[0] not in _OWNED or ".." in parts):
             raise ConfigError(
                 f"{path}: names '{rel}', which is no file of a correction bundle. Nothing was "
                 f"written. Import your corrections first (b2p label ... --corrections {out}), "
@@ -252,16 +270,17 @@ def write_bundle(
     masks: str | Path | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Copy the images and masks of ``reviews`` into ``out`` and write ``annotations.json``
-    and ``bundle.json``; an earlier bundle in ``out`` is replaced without losing an edit (see
+    """Copy the images and masks of ``reviews`` into ``out`` and write ``annotations.json``,
+    the Label Studio tasks and config and ``bundle.json``; an earlier bundle in ``out`` is replaced without losing an edit (see
     the module's description).
 
     Args:
         reviews: the images to correct (e.g. ``queue.top(k)``).
         names: YOLO class names (COCO category ``k + 1`` is ``names[k]``).
         out: the bundle folder.
-        encoding: ``polygon`` (editable as polygons in CVAT and Label Studio) or ``rle``
-            (exact for 1–2 px structures; imported as masks).
+        encoding: ``annotations.json``: ``polygon`` (pixel-edge polygons, editable as
+            polygons in CVAT; a component needing over 32 of them, e.g. a diagonal 1-px
+            crack, is RLE) or ``rle`` (imported as masks). Both are exact.
         masks: the pseudo-mask folder: an edited bundle mask equal to its image's mask there
             has been imported and may be replaced.
         overwrite: remove an earlier bundle's ``images/``, ``masks/``, ``annotations.json``
@@ -284,8 +303,17 @@ def write_bundle(
         (read_mask(r.mask) for r in reviews),
         list(names),
         encoding=encoding,
+        ignore=True,
     )
     files[COCO_NAME] = (json.dumps(coco, indent=2) + "\n").encode("utf-8")
+    tasks = [
+        label_studio_task(
+            bundle_name(r), read_mask(r.mask), list(names), image_url=LS_IMAGE_URL, ignore=True
+        )
+        for r in reviews
+    ]
+    files[LS_TASKS_NAME] = (json.dumps(tasks) + "\n").encode("utf-8")
+    files[LS_CONFIG_NAME] = label_studio_config(list(names), ignore=True).encode("utf-8")
     _replace(out, files, None if masks is None else Path(masks), overwrite)
     return out / COCO_NAME
 

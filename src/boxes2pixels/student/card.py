@@ -9,10 +9,16 @@ from huggingface_hub import EvalResult, ModelCardData
 MODEL_NAME = "boxes2pixels-student"
 
 
+METRIC_IDS = {"miou": "mean_iou"}
+"""Hub metric ids (the ``evaluate`` library's names) of metrics whose key differs."""
+
+
 def base_model_id(model: Any) -> str | None:
-    """The Hub id of the backbone's pretrained weights (timm's ``hf_hub_id``), or None for a
-    random backbone or a backbone timm knows no Hub weights for."""
-    if model.random_backbone:
+    """The Hub id of the backbone's pretrained weights (timm's ``hf_hub_id``), only when the
+    backbone was initialised from them (``backbone_init`` ``pretrained``): None for a random
+    backbone, a local weights file (nothing proves which model it holds) or a backbone timm
+    knows no Hub weights for."""
+    if model.random_backbone or getattr(model, "backbone_init", "pretrained") != "pretrained":
         return None
     hub_id = model.backbone.pretrained_cfg.get("hf_hub_id")
     return str(hub_id).split("@", 1)[0] if hub_id else None
@@ -20,7 +26,8 @@ def base_model_id(model: Any) -> str | None:
 
 def eval_results(metrics: dict[str, Any] | None, dataset: str | None) -> list[EvalResult] | None:
     """The model-index entries of the scalar metrics (``val_`` metrics of training are
-    scores on the validation split's pseudo-masks), or None when not evaluated."""
+    scores on the validation split's pseudo-masks), or None when not evaluated. Metric types
+    are Hub ids (``miou`` is ``mean_iou``); the name keeps boxes2pixels' key."""
     if not metrics:
         return None
     results = []
@@ -28,13 +35,15 @@ def eval_results(metrics: dict[str, Any] | None, dataset: str | None) -> list[Ev
         if not isinstance(value, float) or key == "epoch":
             continue
         split = "validation" if key.startswith("val_") else None
+        name = key.removeprefix("val_")
         results.append(
             EvalResult(
                 task_type="image-segmentation",
                 dataset_type=dataset or "custom",
                 dataset_name=dataset or "custom defect images",
                 dataset_split=split,
-                metric_type=key.removeprefix("val_"),
+                metric_type=METRIC_IDS.get(name, name),
+                metric_name=name,
                 metric_value=round(value, 6),
             )
         )
@@ -44,7 +53,8 @@ def eval_results(metrics: dict[str, Any] | None, dataset: str | None) -> list[Ev
 def model_card(model: Any, dataset: str | None = None, notes: str | None = None) -> str:
     """Markdown model card: architecture, initialisation, classes, usage and metrics.
 
-    The metadata carries ``base_model`` (the backbone's Hub id), ``datasets`` (``dataset``,
+    The metadata carries ``base_model`` (the backbone's Hub id, for Hub-pretrained weights
+    only), ``datasets`` (``dataset``,
     when given) and a ``model-index`` with the evaluation results (when the model has metrics).
     """
     info = model.describe()
