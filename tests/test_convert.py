@@ -16,8 +16,11 @@ from typer.testing import CliRunner
 from boxes2pixels.cli.main import app
 from boxes2pixels.convert import (
     coco_to_masks,
+    label_studio_to_masks,
     mask_to_yolo_seg,
     masks_to_coco,
+    pixel_polygons,
+    polygon_area,
     write_yolo_seg,
     yolo_seg_to_mask,
 )
@@ -73,22 +76,67 @@ def test_coco_rle_decodes_exactly_with_pycocotools(label_map: np.ndarray, tmp_pa
     np.testing.assert_array_equal(coco_to_masks(path)["a.png"], expected)
 
 
-def test_coco_polygons_are_close_for_compact_defects_and_lose_thin_cracks(
+def test_coco_polygons_are_exact_valid_and_their_area_is_the_pixel_count(
     label_map: np.ndarray,
 ) -> None:
-    coco = masks_to_coco(["a.png"], [label_map], NAMES, encoding="polygon")
-    ious = []
-    for ann in coco["annotations"]:
+    m = label_map.copy()
+    cv2.circle(m, (30, 30), 5, 0, -1)  # a hole in the first blob
+    coco = masks_to_coco(["a.png"], [m], NAMES, encoding="polygon")
+    truths = list(label_regions(m))
+    assert len(coco["annotations"]) == len(truths) == 5
+    for ann, truth in zip(coco["annotations"], truths, strict=True):
+        assert isinstance(ann["segmentation"], list)  # every component drawn as polygons
         rle = mask_utils.merge(mask_utils.frPyObjects(ann["segmentation"], 120, 160))
-        decoded = mask_utils.decode(rle).astype(bool)
-        truth = next(
-            i.mask for i in label_regions(label_map) if list(map(float, i.bbox)) == ann["bbox"]
-        )
-        ious.append((ann["area"], _iou(decoded, truth)))
-    compact = [iou for area, iou in ious if area > 300]
-    thin = [iou for area, iou in ious if 1 < area < 300]  # the crack
-    assert len(compact) == 3 and min(compact) > 0.88
-    assert len(thin) == 1 and thin[0] < 0.2  # why RLE is the default
+        np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), truth.mask)
+        areas = [polygon_area(np.reshape(p, (-1, 2))) for p in ann["segmentation"]]
+        assert min(areas) >= 1 and sum(areas) == ann["area"] == truth.area
+        assert all(len(p) >= 8 for p in ann["segmentation"])  # 4+ corners, no repeated point
+    lone = next(a for a in coco["annotations"] if a["area"] == 1)
+    assert lone["segmentation"] == [[150.0, 5.0, 151.0, 5.0, 151.0, 6.0, 150.0, 6.0]]
+    ring = next(a for a in coco["annotations"] if a["bbox"][:2] == [16.0, 16.0])
+    assert len(ring["segmentation"]) == 2  # cut through the hole: two simple polygons
+    np.testing.assert_array_equal(coco_to_masks(coco)["a.png"], np.where(m == 255, 0, m))
+
+
+def test_pixel_polygons_are_simple_and_exact_for_random_shapes() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        mask = rng.random((12, 17)) < 0.45  # holes, diagonal touches, lone pixels
+        polygons = pixel_polygons(mask)
+        assert sum(polygon_area(p) for p in polygons) == mask.sum()
+        flat = [p.reshape(-1).astype(float).tolist() for p in polygons]
+        decoded = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(flat, 12, 17)))
+        np.testing.assert_array_equal(decoded.astype(bool), mask)
+        for p in polygons:  # simple: no corner visited twice
+            assert len({tuple(c) for c in p.tolist()}) == len(p) >= 4
+
+
+def test_a_component_needing_too_many_polygons_is_rle() -> None:
+    m = np.zeros((40, 40), np.uint8)
+    idx = np.arange(40)
+    m[idx, idx] = 2  # a diagonal hairline: 8-connected, one polygon per pixel
+    (ann,) = masks_to_coco(["d.png"], [m], NAMES, encoding="polygon")["annotations"]
+    assert isinstance(ann["segmentation"], dict) and ann["area"] == 40
+    np.testing.assert_array_equal(coco_to_masks({**_coco(ann)})["d.png"], m)
+
+
+def test_ignore_pixels_are_exported_only_when_asked(label_map: np.ndarray) -> None:
+    plain = masks_to_coco(["a.png"], [label_map], NAMES)
+    assert 255 not in {a["category_id"] for a in plain["annotations"]}
+    with_ignore = masks_to_coco(["a.png"], [label_map], NAMES, encoding="polygon", ignore=True)
+    assert with_ignore["categories"][-1] == {"id": 255, "name": "ignore", "supercategory": "ignore"}
+    np.testing.assert_array_equal(coco_to_masks(with_ignore)["a.png"], label_map)
+    renamed = {**with_ignore, "categories": [{**c, "id": c["id"] + 10} for c in with_ignore["categories"]]}
+    renamed["annotations"] = [{**a, "category_id": a["category_id"] + 10} for a in with_ignore["annotations"]]
+    np.testing.assert_array_equal(coco_to_masks(renamed, names=NAMES)["a.png"], label_map)
+
+
+def _coco(ann: dict) -> dict:
+    return {
+        "images": [{"id": 1, "file_name": "d.png", "width": 40, "height": 40}],
+        "categories": [{"id": 1, "name": "dirt"}, {"id": 2, "name": "damage"}],
+        "annotations": [ann],
+    }
 
 
 def test_yolo_seg_polygons_rasterise_back(label_map: np.ndarray) -> None:
@@ -140,7 +188,7 @@ def test_write_yolo_seg_layout(label_map: np.ndarray, tmp_path: Path) -> None:
     assert len(dataset.labels(dataset.images("val")[0])) == 4
 
 
-@pytest.mark.parametrize("to", ["coco", "yolo-seg"])
+@pytest.mark.parametrize("to", ["coco", "yolo-seg", "cvat", "label-studio"])
 def test_cli_convert(to: str, tmp_path: Path, make_square_dataset) -> None:
     root = make_square_dataset(tmp_path / "ds", n_train=2, n_val=1)
     out = tmp_path / "out"
@@ -151,13 +199,29 @@ def test_cli_convert(to: str, tmp_path: Path, make_square_dataset) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     dataset = load_data_yaml(root / "data.yaml")
-    if to == "coco":
+    if to in ("coco", "cvat"):
         coco = json.loads((out / "annotations" / "instances_train.json").read_text())
         assert len(coco["images"]) == 2
         maps = coco_to_masks(coco)
         for image in dataset.images("train"):
             mask = cv2.imread(str(root / "masks" / "train" / f"{image.stem}.png"), 0)
             np.testing.assert_array_equal(maps[image.name], np.where(mask == 255, 0, mask))
+        polygons = all(isinstance(a["segmentation"], list) for a in coco["annotations"])
+        assert polygons == (to == "cvat")  # cvat: editable polygons by default
+        if to == "cvat":  # Datumaro's layout: images/<subset>/<file_name> beside annotations/
+            for entry in coco["images"]:
+                assert (out / "images" / "train" / entry["file_name"]).is_file()
+    elif to == "label-studio":
+        tasks = json.loads((out / "tasks.json").read_text())
+        assert len(tasks) == 3 and "<BrushLabels" in (out / "label_config.xml").read_text()
+        for task in tasks:
+            name = task["data"]["b2p_name"]
+            assert task["data"]["image"] == "/data/local-files/?d=" + name
+            assert (out / "images" / name).is_file()
+            mask = cv2.imread(str(root / "masks" / Path(name).with_suffix(".png")), 0)
+            submitted = {**task, "annotations": task["predictions"]}  # as if accepted as is
+            back = label_studio_to_masks([submitted], NAMES)[name]
+            np.testing.assert_array_equal(back, np.where(mask == 255, 0, mask))
     else:
         converted = load_data_yaml(out / "data.yaml")
         assert converted.splits == ["train", "val"]
