@@ -67,7 +67,7 @@ def test_polygon_file_scored_against_itself_is_ap_1(generated: Path, tmp_path: P
 
 @pytest.fixture
 def reviewed(generated: Path, tmp_path: Path, invoke_cli: Callable) -> Path:
-    """``ds/``, box-teacher ``masks/`` (one with an ignore patch) and ``out/correct/`` of
+    """``ds/``, box-teacher ``masks/`` (with an ignore patch) and ``out/correct/`` of
     ``b2p review --top 16``."""
     ds = Path(shutil.copytree(generated, tmp_path / "ds"))
     code, text = invoke_cli(
@@ -75,10 +75,10 @@ def reviewed(generated: Path, tmp_path: Path, invoke_cli: Callable) -> Path:
         "--splits", "train",
     )  # fmt: skip
     assert code == 0, text
-    first = sorted((tmp_path / "masks" / "train").glob("*.png"))[0]
-    mask = read_mask(first)
-    mask[:5, :7] = 255  # a region the teacher doubted
-    write_mask(first, mask)
+    for path in (tmp_path / "masks" / "train").glob("*.png"):
+        mask = read_mask(path)
+        mask[:5, :7] = 255  # a region the teacher doubted
+        write_mask(path, mask)
     code, text = invoke_cli(
         "review", ds / "data.yaml", "--masks", tmp_path / "masks", "--out", tmp_path / "out",
         "--top", "16", "--device", "cpu",
