@@ -283,3 +283,52 @@ def test_choose_panel_images_puts_an_unboxed_defect_first() -> None:
     # no unboxed defect in the test split: taken from val
     manifest["images"]["test"]["t3"]["defects"][1]["box"] = [0, 0, 1, 1]
     assert choose_panel_images(manifest, 2)[0][:2] == ("val", "v0")
+
+
+@pytest.mark.slow
+def test_report_compares_student_and_teacher_from_the_run_numbers(
+    quick_demo: tuple[Path, str],
+) -> None:
+    from boxes2pixels.demo.report import comparison_sentence
+    from boxes2pixels.reporting import format_metric
+
+    out, _ = quick_demo
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "about 0.1 after 10 epochs" not in md and "teacher's 0.5" not in md
+    import json
+
+    scores = json.loads((out / "demo.json").read_text())["scores"]
+    student = format_metric(scores["student"]["anomaly_miou"])
+    teacher = format_metric(scores["teacher"]["anomaly_miou"])
+    assert f"anomaly mIoU {student} after {QUICK.epochs} epochs" in md
+    assert f"against the teacher's {teacher}" in md
+
+    class Scores:
+        def __init__(self, v: float) -> None:
+            self.anomaly_miou = v
+
+    def sentence(s: float, t: float) -> str:
+        result = demo_module.DemoResult(
+            out=out, report_html=out, report_md=out, data_yaml=out, run_dir=out,
+            backbone_init="random", backbone_mode="full", backbone_note="", teacher={},
+            scores={"teacher": Scores(t), "student": Scores(s)}, evaluations_agree=True,
+            ablation_note=None, settings=QUICK,
+        )  # fmt: skip
+        return comparison_sentence(result)
+
+    assert "did not beat its teacher" in sentence(0.1, 0.5)
+    assert "scored above its teacher" in sentence(0.6, 0.5)
+
+
+def test_a_busy_cpu_trains_on_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from boxes2pixels.demo import run as demo_run
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(demo_run.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(demo_run.os, "getloadavg", lambda: (3.8, 3.0, 3.0))
+    assert demo_run.cpu_threads("auto") == (1, 3.8)
+    assert demo_run.cpu_threads("cuda") is None
+    monkeypatch.setattr(demo_run.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert demo_run.cpu_threads("cpu") is None

@@ -15,8 +15,10 @@ def demo_command(
     quick: bool = typer.Option(
         False,
         "--quick",
-        help="Small smoke run (under a minute on a 2-core CPU) instead of the default "
-        "(a few minutes, at most ten).",
+        help="Small smoke run (about a minute on a 2-core CPU) instead of the default (20 "
+        "epochs: minutes on an idle 2-core CPU, more on a busy one, where PyTorch then runs on "
+        "the cores left free; the extra student without self-correction is left out when it "
+        "would end after ten minutes).",
     ),
     backbone_init: str = typer.Option(
         "auto",

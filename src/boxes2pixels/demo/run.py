@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +48,7 @@ def run_demo(
     Args:
         out: the demo folder (created; a rerun continues where an earlier run stopped).
         quick: the small mode (about a minute on a 2-core CPU) instead of the default one
-            (within ten minutes).
+            (minutes on an idle 2-core CPU, longer on a busy one; see :func:`cpu_threads`).
         backbone_init: ``auto`` (pretrained DINOv2 weights when they can be loaded, else
             random, and the report says which), ``pretrained`` (an error if unavailable) or
             ``random``.
@@ -81,7 +84,18 @@ def run_demo(
     )
     log = StageLog(layout, state, progress, total=7 if settings.ablation else 6)
     ctx = DemoContext(layout, settings, log, seed, device, progress, quick)
-    result, manifest = _run_stages(ctx, backbone_init, teacher_name, checkpoint, started)
+    threads = cpu_threads(device)
+    if threads is not None:
+        load, cores = threads[1], os.cpu_count() or 1
+        log.say(
+            "",
+            f"the CPU is busy (load {load:.1f} on {cores} cores): PyTorch runs on "
+            f"{threads[0]} thread(s) instead of {_torch_threads()} (threads that wait on each "
+            "other on a busy CPU make training many times slower)",
+        )
+        log.state["torch_threads"] = threads[0]
+    with _torch_threads_set(threads[0] if threads is not None else None):
+        result, manifest = _run_stages(ctx, backbone_init, teacher_name, checkpoint, started)
     _report_stage(ctx, result, manifest)
     result.seconds = time.perf_counter() - started
     state["last_run_seconds"] = round(result.seconds, 2)
@@ -89,6 +103,55 @@ def run_demo(
     if not keep_checkpoint:
         drop_checkpoints(layout, log)
     return result
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def cpu_threads(device: str) -> tuple[int, float] | None:
+    """``(threads, load)`` when the demo should run PyTorch on fewer threads than it would,
+    else None.
+
+    On a CPU busy with other work (1-minute load average), PyTorch's OpenMP threads wait on
+    each other at every operation, and a 2-core machine then trains many times slower on two
+    threads than on one (the default demo took 25 minutes there). The demo takes the cores
+    the load leaves free, at least one. Only for CPU training (``cpu``, or ``auto`` without
+    CUDA or MPS).
+    """
+    import torch
+
+    if device not in ("cpu", "auto"):
+        return None
+    if device == "auto" and (torch.cuda.is_available() or torch.backends.mps.is_available()):
+        return None
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):  # Windows
+        return None
+    current = _torch_threads()
+    cores = os.cpu_count() or 1
+    free = max(1, int(cores - load + 0.5))
+    if current > 1 and free < current:
+        return free, load
+    return None
+
+
+@contextmanager
+def _torch_threads_set(threads: int | None) -> Iterator[None]:
+    import torch
+
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _run_stages(
