@@ -106,9 +106,14 @@ def main() -> None:
             t = time.perf_counter()
             file_sha256(photo)
             hash_ms = (time.perf_counter() - t) * 1000
-            notes.append(f"{fmt.upper()} photo {mb:.2f} MB: sha256 {hash_ms:.1f} ms ({mb / hash_ms * 1000:.0f} MB/s)")
+            notes.append(
+                f"{fmt.upper()} photo {mb:.2f} MB: sha256 {hash_ms:.1f} ms "
+                f"({mb / hash_ms * 1000:.0f} MB/s)"
+            )
 
-            def dataset(cache: DecodedCache | None = None, k: int = 1) -> PseudoMaskDataset:
+            def dataset(
+                cache: DecodedCache | None = None, k: int = 1, root: Path = root
+            ) -> PseudoMaskDataset:
                 return PseudoMaskDataset(
                     root / "data.yaml", root / "masks", "train", transform=JointTransform(),
                     window=WindowSampler(args.crop), windows_per_image=k, cache=cache,
@@ -128,7 +133,9 @@ def main() -> None:
                 f"{fmt.upper()}: building the disk cache {build:.2f} s per photo (sha256 of "
                 "photo and mask, decode, write, full read-back check)"
             )
-            rows.append((f"{name}, --cache disk (warm page cache)", rate(cached, args.cached_items)))
+            rows.append(
+                (f"{name}, --cache disk (warm page cache)", rate(cached, args.cached_items))
+            )
             ram = dataset(DecodedCache("ram"))
             ram.prepare_cache()
             rows.append((f"{name}, --cache ram", rate(ram, args.cached_items)))
@@ -168,8 +175,10 @@ def main() -> None:
             full_s = time.perf_counter() - t
 
     today = rows[0][1]
-    print("| loader path (one worker) | windows/s | × today (JPEG) | workers to feed CPU step "
-          "| workers to feed H100 step (est.) |")
+    print(
+        "| loader path (one worker) | windows/s | × today (JPEG) | workers to feed CPU step "
+        "| workers to feed H100 step (est.) |"
+    )
     print("|---|---|---|---|---|")
     for label, r in rows:
         print(

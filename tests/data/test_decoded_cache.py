@@ -51,9 +51,10 @@ def _items(ds: PseudoMaskDataset, epochs: int = 3) -> list[tuple[torch.Tensor, t
 
 
 def _same(a: list, b: list) -> bool:
-    return all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(a, b)) and len(
-        a
-    ) == len(b)
+    same = len(a) == len(b)
+    return same and all(
+        torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(a, b, strict=False)
+    )
 
 
 def test_defect_index_matches_flatnonzero() -> None:
@@ -73,7 +74,9 @@ def test_items_are_the_same_with_and_without_the_cache(
     data: Path, tmp_path: Path, mode: str, kwargs: dict
 ) -> None:
     plain = _items(_dataset(data, None, **kwargs))
-    cached = _dataset(data, DecodedCache(mode, tmp_path / "c" if mode == "disk" else None), **kwargs)
+    cached = _dataset(
+        data, DecodedCache(mode, tmp_path / "c" if mode == "disk" else None), **kwargs
+    )
     assert _same(plain, _items(cached))
     if kwargs.get("windows_per_image"):
         assert plain[0][0].shape == (3, 3, 28, 28) and plain[0][1].shape == (3, 28, 28)
@@ -136,7 +139,7 @@ def test_an_array_damaged_after_the_check_is_an_error_not_a_window(
     ds.prepare_cache()
     for path in (root / CACHE_SUBDIR / "images").rglob("*.npy"):
         path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(CacheError, match="cannot be read|expected"):
+    with pytest.raises(CacheError, match=r"cannot be read|expected"):
         ds[0]
 
 
@@ -151,7 +154,7 @@ def test_not_enough_room_is_a_clear_error(
         _dataset(data, DecodedCache("disk", tmp_path / "c")).prepare_cache()
     assert not (tmp_path / "c" / CACHE_SUBDIR / "images").exists()  # nothing decoded
     monkeypatch.setattr(cache_module, "available_memory", lambda: 10)
-    with pytest.raises(CacheError, match="available memory.*--cache disk"):
+    with pytest.raises(CacheError, match=r"available memory.*--cache disk"):
         _dataset(data, DecodedCache("ram")).prepare_cache()
     assert entry_bytes(5280, 2970) > 5280 * 2970 * 4
 

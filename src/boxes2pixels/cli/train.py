@@ -270,9 +270,7 @@ def _announce(cfg: TrainConfig, config_file: Path | None) -> None:
             f"{cfg.val_windows} windows per photo, tiled in full {every}at the end)"
         )
     else:
-        size = (
-            f"on {cfg.crop_size}×{cfg.crop_size} windows at native resolution (validated tiled)"
-        )
+        size = f"on {cfg.crop_size}×{cfg.crop_size} windows at native resolution (validated tiled)"
     if cfg.crop_size and cfg.windows_per_image > 1:
         size += f", {cfg.windows_per_image} windows per decoded photo"
     if cfg.cache != "off":

@@ -179,9 +179,7 @@ class DecodedCache:
         return state
 
     # ------------------------------------------------------------------------- building
-    def prepare(
-        self, samples: Sequence[tuple[Path, Path]], num_classes: int
-    ) -> list[CachedPair]:
+    def prepare(self, samples: Sequence[tuple[Path, Path]], num_classes: int) -> list[CachedPair]:
         """Cache every (photo, mask) of ``samples`` (repeated pairs once) and return them.
 
         Raises:
@@ -205,7 +203,8 @@ class DecodedCache:
             ]  # fmt: skip
             self._check_room(missing, self.root)
             pairs = self._map(
-                lambda a: self._disk_pair(*a[0], *a[1], num_classes), list(zip(unique, keys))
+                lambda a: self._disk_pair(*a[0], *a[1], num_classes),
+                list(zip(unique, keys, strict=True)),
             )
         by_pair = {(p.image_path, p.mask_path): p for p in pairs}
         if self.report is not None and self.built:
@@ -254,7 +253,11 @@ class DecodedCache:
     def _image_files(self, key: str) -> dict[str, Any]:
         assert self.root is not None
         base = self.root / "images" / key[:2] / key
-        return {"key": key, "record": base.with_suffix(".json"), "arrays": {"image": base.with_suffix(".npy")}}
+        return {
+            "key": key,
+            "record": base.with_suffix(".json"),
+            "arrays": {"image": base.with_suffix(".npy")},
+        }
 
     def _mask_files(self, key: str) -> dict[str, Any]:
         assert self.root is not None
@@ -395,8 +398,10 @@ def _write_entry(
             with open(tmp, "wb") as fh:
                 np.save(fh, array, allow_pickle=False)
             back = np.load(tmp, allow_pickle=False)
-            if back.shape != array.shape or back.dtype != array.dtype or not np.array_equal(
-                back, array
+            if (
+                back.shape != array.shape
+                or back.dtype != array.dtype
+                or not np.array_equal(back, array)
             ):
                 raise CacheError(f"{path}: the cached array read back differs from the decoded one")
             meta[name] = {

@@ -265,9 +265,7 @@ class Distiller:
             full = None
             due = cfg.val_full_every and (epoch + 1) % cfg.val_full_every == 0
             if last or state.stopped_early or due:
-                progress.note(
-                    f"epoch {epoch + 1}: full tiled validation of {val.photos} photo(s)"
-                )
+                progress.note(f"epoch {epoch + 1}: full tiled validation of {val.photos} photo(s)")
                 full = self._validate(parts, val.full)
             for key in SUMMARY_METRICS:
                 value = float(getattr(full, key)) if full is not None else math.nan

@@ -83,9 +83,7 @@ class EpochProgress:
             return None
         return self._progress.add_task(self._epoch_label, total=steps, info="")
 
-    def advance(
-        self, task: TaskID | None, loss: float, skipped: int, windows: int = 0
-    ) -> None:
+    def advance(self, task: TaskID | None, loss: float, skipped: int, windows: int = 0) -> None:
         """One step of ``windows`` training samples done with ``loss`` (non-finite losses are
         left out of the mean)."""
         if math.isfinite(loss):
