@@ -50,9 +50,9 @@ from torch import nn
 from boxes2pixels.baselines import BaselineModel
 from boxes2pixels.data.synth import SynthConfig, render_scene
 from boxes2pixels.geometry import normalize
+from boxes2pixels.inference.openvino_cache import openvino_available
 from boxes2pixels.inference.precision import choose_precision, cpu_info
 from boxes2pixels.measure import count_gmacs
-from boxes2pixels.openvino_runtime import openvino_available
 from boxes2pixels.student import Student
 
 HEADS = ("fine",)
@@ -92,7 +92,7 @@ def fit(model: nn.Module, images: np.ndarray, masks: np.ndarray, steps: int, cro
 def openvino_paths(model: nn.Module, side: int, folder: Path) -> dict[str, Logits]:
     """``model`` exported to ONNX at side×side and run by OpenVINO at fp32 and bf16."""
     from boxes2pixels.export import export_onnx
-    from boxes2pixels.openvino_runtime import OpenVinoStudent
+    from boxes2pixels.inference.openvino_model import OpenVinoStudent
 
     path = folder / f"{type(model).__name__}.onnx"
     export_onnx(model, path, imgsz=side, verify=False)
@@ -122,7 +122,7 @@ def int8_onnx_paths(
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from boxes2pixels.export import export_onnx
-    from boxes2pixels.onnx_runtime import OnnxStudent
+    from boxes2pixels.inference.onnx_model import OnnxStudent
 
     class Reader(CalibrationDataReader):
         def __init__(self, name: str) -> None:
@@ -159,7 +159,7 @@ def int8_onnx_paths(
             r.run(x.numpy())["fine"]
         )
     if openvino_available():
-        from boxes2pixels.openvino_runtime import OpenVinoStudent
+        from boxes2pixels.inference.openvino_model import OpenVinoStudent
 
         for precision in ("fp32", "bf16"):
             ov = OpenVinoStudent(files["static"], precision=precision, threads=threads)

@@ -256,7 +256,7 @@ def run_steps(args: argparse.Namespace) -> None:
     tmp = tempfile.TemporaryDirectory()
     if "fp32" in args.precisions and not args.no_onnx:
         from boxes2pixels.export import export_onnx
-        from boxes2pixels.onnx_runtime import OnnxStudent
+        from boxes2pixels.inference.onnx_model import OnnxStudent
 
         path = Path(tmp.name) / "student.onnx"
         export_onnx(fast, path, imgsz=imgsz, batch=args.batch, verify=False)

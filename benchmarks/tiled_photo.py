@@ -32,8 +32,9 @@ import torch
 from boxes2pixels.data.synth import SynthConfig, render_scene
 from boxes2pixels.export import export_onnx
 from boxes2pixels.inference import segment
+from boxes2pixels.inference.openvino_cache import openvino_available
+from boxes2pixels.inference.openvino_model import OpenVinoStudent
 from boxes2pixels.inference.precision import choose_precision, cpu_info
-from boxes2pixels.openvino_runtime import OpenVinoStudent, openvino_available
 from boxes2pixels.student import Student
 
 sys.path.insert(0, str(Path(__file__).parent))

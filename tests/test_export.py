@@ -12,7 +12,7 @@ import torch
 from boxes2pixels.errors import Boxes2PixelsError, CheckpointError
 from boxes2pixels.export import export_onnx
 from boxes2pixels.inference import load_model
-from boxes2pixels.onnx_runtime import OnnxStudent
+from boxes2pixels.inference.onnx_model import OnnxStudent
 
 
 @pytest.fixture(scope="module")

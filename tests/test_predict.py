@@ -15,9 +15,9 @@ from boxes2pixels.cli.main import app
 from boxes2pixels.data.labelmaps import read_mask
 from boxes2pixels.errors import Boxes2PixelsError, CheckpointError
 from boxes2pixels.inference import load_student, segment
+from boxes2pixels.inference.openvino_cache import openvino_available
 from boxes2pixels.inference.tiled import ramp_weights, tile_starts
 from boxes2pixels.io import read_image, write_rgb
-from boxes2pixels.openvino_runtime import openvino_available
 from boxes2pixels.predict import SUMMARY_NAME, describe_regions, predict_files
 
 NAMES = ["background", "dirt", "damage"]

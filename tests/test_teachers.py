@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from boxes2pixels.cli.main import app
 from boxes2pixels.errors import Boxes2PixelsError, CheckpointError, TeacherNotFoundError
+from boxes2pixels.inference.openvino_cache import openvino_available
 from boxes2pixels.inference.precision import choose_precision
-from boxes2pixels.openvino_runtime import openvino_available
 from boxes2pixels.teachers import (
     TeacherDependencyError,
     available_teachers,

@@ -5,16 +5,17 @@ float32 batch, like ``Student.forward``) and whose outputs are the model's logit
 and ``binary`` with ``heads="all"``). The model's class names, normalisation, sizes and the
 complete pre- and post-processing travel inside the file as JSON metadata (key
 ``boxes2pixels``, see :func:`pipeline_metadata`), so
-:class:`~boxes2pixels.onnx_runtime.OnnxStudent` (what ``load_model`` returns for the file), or
-a client with nothing but onnxruntime and numpy (``examples/onnx_client.py``), predicts from
-the file alone with the same results as ``Student.predict``. After writing, the export is
-checked: onnxruntime's outputs must match PyTorch's within ``atol`` on a random input.
+:class:`~boxes2pixels.inference.onnx_model.OnnxStudent` (what ``load_model`` returns for the
+file), or a client with nothing but onnxruntime and numpy (``examples/onnx_client.py``),
+predicts from the file alone with the same results as ``Student.predict``. After writing, the
+export is checked: onnxruntime's outputs must match PyTorch's within ``atol`` on a random
+input.
 
 By default the export is dynamic: any batch size and any height and width that are multiples
 of the model's patch size, so images of every shape are letterboxed to their own aspect ratio,
 as ``Student.predict`` does. A static export (``dynamic=False``, ``b2p export --static``, for
 accelerators that need fixed shapes) takes exactly its own size: the runtime letterboxes every
-image to it (see :class:`~boxes2pixels.exported.ExportedModel`). On the 2-core CPU of
+image to it (see :class:`~boxes2pixels.inference.exported.ExportedModel`). On the 2-core CPU of
 ``docs/benchmark-profile-export.md`` both run equally fast in onnxruntime; the dynamic export
 takes about twice as long to write.
 """
@@ -35,8 +36,9 @@ from torch import nn
 
 from .errors import Boxes2PixelsError
 from .inference import load_model, resolve_model_dir
+from .inference.exported import METADATA_KEY
+from .inference.onnx_model import OnnxStudent, import_onnx
 from .io import atomic_path
-from .onnx_runtime import METADATA_KEY, OnnxStudent, import_onnx
 
 DEFAULT_OPSET = 18
 HEADS = ("fine", "all")

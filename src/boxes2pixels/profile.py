@@ -191,8 +191,8 @@ def _exported_entry(
     import numpy as np
 
     from .export import export_onnx
-    from .onnx_runtime import OnnxStudent
-    from .openvino_runtime import OpenVinoStudent
+    from .inference.onnx_model import OnnxStudent
+    from .inference.openvino_model import OpenVinoStudent
 
     total, trainable = count_params(student)
     inference = functools.partial(student.eval().to("cpu"), heads=INFERENCE_HEADS)
@@ -252,7 +252,7 @@ def _profile_student(
 
 def _exported_skip_reason(name: str, precision: str, device: torch.device) -> str | None:
     """Why ``name`` (an exported-file row) cannot be profiled with these settings, or ``None``."""
-    from .openvino_runtime import openvino_available
+    from .inference.openvino_cache import openvino_available
 
     if not _onnx_available():
         return "onnx/onnxruntime are not installed (pip install 'boxes2pixels[onnx]')"

@@ -13,9 +13,9 @@ from boxes2pixels.data.labelmaps import read_mask
 from boxes2pixels.errors import Boxes2PixelsError
 from boxes2pixels.export import export_onnx
 from boxes2pixels.inference import load_model
+from boxes2pixels.inference.onnx_model import OnnxStudent
+from boxes2pixels.inference.openvino_model import OpenVinoStudent
 from boxes2pixels.io import write_rgb
-from boxes2pixels.onnx_runtime import OnnxStudent
-from boxes2pixels.openvino_runtime import OpenVinoStudent
 
 NAMES = ["background", "dirt", "damage"]
 
@@ -23,12 +23,12 @@ NAMES = ["background", "dirt", "damage"]
 def without_openvino(monkeypatch: pytest.MonkeyPatch) -> None:
     """As if OpenVINO were not installed. Its module stays loaded: hiding it from
     ``sys.modules`` while OpenVINO objects are alive crashes the interpreter later."""
-    from boxes2pixels import openvino_runtime
+    from boxes2pixels.inference import openvino_cache
 
     def missing() -> None:
-        raise Boxes2PixelsError(openvino_runtime.OPENVINO_INSTALL_HINT)
+        raise Boxes2PixelsError(openvino_cache.OPENVINO_INSTALL_HINT)
 
-    monkeypatch.setattr(openvino_runtime, "import_openvino", missing)
+    monkeypatch.setattr(openvino_cache, "import_openvino", missing)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_fp32_matches_pytorch_and_bf16_runs_on_request(student, static_file) -> 
 
 
 def test_compiled_models_are_cached_for_the_next_load(static_file, tmp_path, monkeypatch) -> None:
-    from boxes2pixels.openvino_runtime import cache_dir, compile_config
+    from boxes2pixels.inference.openvino_cache import cache_dir, compile_config
 
     monkeypatch.setenv("B2P_CACHE_DIR", str(tmp_path / "cache"))
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
@@ -129,7 +129,7 @@ def test_b2p_predict_tiles_an_exported_file_at_its_size(student, static_file, tm
 def test_mobile_sam_encoder_in_openvino_matches_pytorch_and_is_cached(
     sam_checkpoint, tmp_path, monkeypatch
 ) -> None:
-    from boxes2pixels.openvino_runtime import cache_dir
+    from boxes2pixels.inference.openvino_cache import cache_dir
     from boxes2pixels.teachers import load_teacher, openvino_encoder
 
     monkeypatch.setenv("B2P_CACHE_DIR", str(tmp_path / "cache"))

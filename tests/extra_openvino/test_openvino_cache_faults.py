@@ -14,16 +14,16 @@ import pytest
 import torch
 
 from boxes2pixels.export import export_onnx
-from boxes2pixels.openvino_runtime import (
+from boxes2pixels.inference.openvino_cache import (
     MANIFEST,
     CacheMismatch,
-    OpenVinoStudent,
     cache_dir,
     compile_cached,
     compile_config,
     import_openvino,
     verify_folder,
 )
+from boxes2pixels.inference.openvino_model import OpenVinoStudent
 
 NAMES = ["background", "dirt", "damage"]
 X = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
@@ -105,7 +105,7 @@ def test_an_onnx_file_replaced_with_same_size_and_time_is_compiled_anew(
 
 
 def test_cache_folders_are_verified_against_their_manifest(tmp_path, caplog) -> None:
-    from boxes2pixels.openvino_runtime import clear_folder, record_folder
+    from boxes2pixels.inference.openvino_cache import clear_folder, record_folder
 
     folder = tmp_path / "entry"
     assert verify_folder(folder) == {}  # nothing cached yet

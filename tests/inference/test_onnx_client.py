@@ -16,8 +16,8 @@ import torch
 
 from boxes2pixels.data.labelmaps import read_mask
 from boxes2pixels.geometry import letterbox, normalize, unletterbox_logits
+from boxes2pixels.inference.onnx_model import OnnxStudent
 from boxes2pixels.io import write_rgb
-from boxes2pixels.onnx_runtime import OnnxStudent
 
 CLIENT = Path(__file__).resolve().parents[2] / "examples" / "onnx_client.py"
 # landscape 640×360, portrait, one smaller than the model's 64 px (enlarged, logits shrunk),

@@ -3,9 +3,9 @@
 :class:`ExportedModel` reads the model's class names, normalisation, input size and patch
 multiple from the file's ``boxes2pixels`` metadata, so it predicts from the file alone with the
 same preprocessing and the same results as ``Student.predict``. It meets the
-:class:`~boxes2pixels.models.SegmentationModel` contract; its runtimes are
-:class:`~boxes2pixels.onnx_runtime.OnnxStudent` (onnxruntime) and
-:class:`~boxes2pixels.openvino_runtime.OpenVinoStudent` (OpenVINO).
+:class:`~boxes2pixels.inference.SegmentationModel` contract; its runtimes are
+:class:`~boxes2pixels.inference.onnx_model.OnnxStudent` (onnxruntime) and
+:class:`~boxes2pixels.inference.openvino_model.OpenVinoStudent` (OpenVINO).
 
 No image shape is refused. A dynamic export takes any multiple of its patch size. A static
 export (``b2p export --static``) letterboxes every image to its own input size, whatever size
@@ -25,9 +25,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .errors import Boxes2PixelsError, CheckpointError
-from .geometry import normalize_tensor
-from .inference.segmentation import predict_images
+from ..errors import Boxes2PixelsError, CheckpointError
+from ..geometry import normalize_tensor
+from .segmentation import predict_images
 
 METADATA_KEY = "boxes2pixels"
 """Key of the JSON metadata entry that ``export_onnx`` writes into the file."""

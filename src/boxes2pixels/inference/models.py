@@ -96,7 +96,7 @@ def crop_size_of(model: Any) -> int:
 
 def model_runtime(model: Any) -> str:
     """``onnx`` (onnxruntime) or ``openvino`` for an exported model, ``torch`` otherwise."""
-    from ..exported import ExportedModel
+    from .exported import ExportedModel
 
     return model.runtime if isinstance(model, ExportedModel) else "torch"
 
@@ -187,8 +187,9 @@ def _load_hub(spec: str, revision: str | None = None) -> Any:
 def _load_onnx(path: Path, runtime: str, device: str | torch.device | None) -> Any:
     """An exported file run by OpenVINO or onnxruntime (``auto``: OpenVINO when it is
     installed and the model runs on the CPU)."""
-    from ..onnx_runtime import OnnxStudent, import_onnx, providers_for
-    from ..openvino_runtime import OpenVinoStudent, check_openvino_device, openvino_available
+    from .onnx_model import OnnxStudent, import_onnx, providers_for
+    from .openvino_cache import check_openvino_device, openvino_available
+    from .openvino_model import OpenVinoStudent
 
     if runtime == "torch":
         raise Boxes2PixelsError(

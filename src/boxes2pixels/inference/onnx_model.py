@@ -1,7 +1,7 @@
 """Running an ONNX file written by ``b2p export`` with onnxruntime (optional extra ``onnx``).
 
-:class:`OnnxStudent` is an :class:`~boxes2pixels.exported.ExportedModel`: it predicts from the
-file alone, with the same preprocessing and results as ``Student.predict``.
+:class:`OnnxStudent` is an :class:`~boxes2pixels.inference.exported.ExportedModel`: it
+predicts from the file alone, with the same preprocessing and results as ``Student.predict``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import Boxes2PixelsError, CheckpointError
+from ..errors import Boxes2PixelsError, CheckpointError
 from .exported import METADATA_KEY, ExportedModel
 
 ONNX_INSTALL_HINT = "ONNX export needs onnx and onnxruntime: pip install 'boxes2pixels[onnx]'"

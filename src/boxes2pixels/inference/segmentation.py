@@ -11,7 +11,8 @@ input of a static export) into an :class:`InferencePlan`: what will run, recorde
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,11 +90,10 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def _fixed_side(model: Any) -> int | None:
-    """The input side of a static export (square), or ``None`` when the model takes any size."""
-    if getattr(model, "dynamic", True):
-        return None
-    h, w = (int(v) for v in model.input_hw)
-    return h if h == w else None
+    """The largest square a static export takes (from its file's metadata), or ``None`` when
+    the model takes any size."""
+    fixed = getattr(model, "fixed_hw", None)
+    return min(int(v) for v in fixed) if fixed else None
 
 
 def _precision(model: Any, runtime: str, precision: str) -> tuple[str, str]:
@@ -151,14 +151,14 @@ def plan_inference(
     if tile or crop:
         if not 0.0 <= tile_overlap <= 0.9:
             raise Boxes2PixelsError(f"tile overlap must be between 0 and 0.9, got {tile_overlap}")
-        side = fixed or tile_size or crop or imgsz or int(model.imgsz)
+        side = tile_size or crop or imgsz or int(model.imgsz)
+        side = min(side, fixed) if fixed else side  # a static export takes nothing larger
         return InferencePlan(
             runtime, device, name, reason, True, _round_up(side, multiple), float(tile_overlap),
             None, "asked" if tile else f"trained on {crop} px windows",
         )  # fmt: skip
-    return InferencePlan(
-        runtime, device, name, reason, False, None, None, fixed or int(imgsz or model.imgsz)
-    )
+    side = model.letterbox_side(imgsz) if fixed else int(imgsz or model.imgsz)
+    return InferencePlan(runtime, device, name, reason, False, None, None, side)
 
 
 def segment(
@@ -191,8 +191,33 @@ def segment(
     if isinstance(images, np.ndarray):
         images = [images] if images.ndim == 3 else list(images)
     dtype = precision_dtype(plan.precision) if plan.runtime == "torch" else None
-    if plan.runtime == "openvino":
-        model.precision = plan.precision
+    with _runtime_precision(model, plan):
+        return _segment(model, images, plan, dtype, batch_size, confidence, callback)
+
+
+@contextmanager
+def _runtime_precision(model: Any, plan: InferencePlan) -> Iterator[None]:
+    """OpenVINO runs the plan's precision for the call (its own default is restored)."""
+    if plan.runtime != "openvino":
+        yield
+        return
+    before, model.precision = model.precision, plan.precision
+    try:
+        yield
+    finally:
+        model.precision = before
+
+
+def _segment(
+    model: Any,
+    images: Sequence[np.ndarray],
+    plan: InferencePlan,
+    dtype: Any,
+    batch_size: int,
+    confidence: bool,
+    callback: Callable[[int, int], None] | None,
+) -> Segmentation:
+    """Run ``plan`` over ``images``: each tiled, or all letterboxed whole in batches."""
     result = Segmentation([], [] if confidence else None, plan=plan)
     if plan.tiled:
         for image in images:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..openvino_runtime import (
+from ..inference.openvino_cache import (
     CacheMismatch,
     cache_dir,
     compile_cached,

@@ -130,7 +130,7 @@ class SamTeacher:
         """``torch`` or ``openvino``: what runs the image encoder (``auto``: OpenVINO when it
         is installed, the teacher supports it and the device is the CPU)."""
         from ..errors import ConfigError
-        from ..openvino_runtime import import_openvino, openvino_available
+        from ..inference.openvino_cache import import_openvino, openvino_available
 
         runtime = runtime.lower()
         if runtime not in ENCODER_RUNTIMES:
