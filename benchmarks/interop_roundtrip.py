@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -95,12 +94,12 @@ def part_one(work: Path, n_images: int) -> None:
     maps = [read_mask(ds / "gt_masks" / "train" / n) for n in names]
     new = masks_to_coco(names, maps, NAMES, encoding="polygon")
     old = masks_to_coco(names, maps, NAMES, encoding="rle")
-    for ann, (label_map, region) in zip(
-        old["annotations"],
-        [(m, r) for m in maps for r in label_regions(m)],
-        strict=True,
+    for ann, region in zip(
+        old["annotations"], [r for m in maps for r in label_regions(m)], strict=True
     ):
-        ann["segmentation"] = [o.reshape(-1).astype(float).tolist() for o in instance_outlines(region)]
+        ann["segmentation"] = [
+            o.reshape(-1).astype(float).tolist() for o in instance_outlines(region)
+        ]
     rows = {b: {"n": 0, "poly": 0, "new": [], "old": [], "zero_old": 0} for b in BINS}
     truths = [r.mask for m in maps for r in label_regions(m)]
     for a_new, a_old, truth in zip(new["annotations"], old["annotations"], truths, strict=True):
@@ -115,17 +114,22 @@ def part_one(work: Path, n_images: int) -> None:
         zero = [polygon_area(np.reshape(p, (-1, 2))) == 0 for p in a_old["segmentation"]]
         row["zero_old"] += all(zero)
     print(f"## COCO polygons: {len(maps)} label maps, {len(truths)} components\n")
-    print("| component px | n | written as polygons | IoU now (min / mean) | earlier outline polygons: IoU min / mean, zero-area |")
+    print(
+        "| component px | n | written as polygons | IoU now (min / mean) "
+        "| earlier outline polygons: IoU min / mean, zero-area |"
+    )
     print("|---|---|---|---|---|")
     for (lo, hi), row in rows.items():
         if not row["n"]:
             continue
         size = f"{lo}" if lo == hi else (f"{lo}–{hi}" if hi < 10**9 else f"≥ {lo}")
-        print(
-            f"| {size} | {row['n']} | {row['poly']} | {min(row['new']):.3f} / {np.mean(row['new']):.3f} "
-            f"| {min(row['old']):.3f} / {np.mean(row['old']):.3f}, {row['zero_old']} |"
-        )
-    print(f"\nAP of the file scored against itself: now {_ap(new, work):.3f}, earlier outlines {_ap(old, work):.3f}")
+        now = f"{min(row['new']):.3f} / {np.mean(row['new']):.3f}"
+        before = f"{min(row['old']):.3f} / {np.mean(row['old']):.3f}, {row['zero_old']}"
+        print(f"| {size} | {row['n']} | {row['poly']} | {now} | {before} |")
+    ap_new, ap_old = _ap(new, work), _ap(old, work)
+    print(
+        f"\nAP of the file scored against itself: now {ap_new:.3f}, earlier outlines {ap_old:.3f}"
+    )
     for to in ("cvat", "label-studio"):
         convert_masks(ds / "gt_masks", ds / "data.yaml", work / to, to, copy_images=True)
     (work / "coco_polygons.json").write_text(json.dumps(new))
@@ -141,9 +145,8 @@ def part_two(work: Path) -> None:
     truth = dict(np.load(work / "truth.npz"))
     print("\n## Datumaro (CVAT's importer)\n")
     import datumaro
+    from datumaro.components.annotation import Mask, Polygon
     from datumaro.components.dataset import Dataset
-    from datumaro.components.annotation import Polygon, Mask
-
     from pycocotools import mask as mask_utils
 
     dataset = Dataset.import_from(str(work / "cvat"), "coco_instances")
@@ -155,14 +158,19 @@ def part_two(work: Path) -> None:
         label_map = np.zeros((h, w), np.uint8)
         for ann in item.annotations:
             if isinstance(ann, Polygon):
-                m = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects([ann.points], h, w))).astype(bool)
+                m = mask_utils.decode(
+                    mask_utils.merge(mask_utils.frPyObjects([ann.points], h, w))
+                ).astype(bool)
             elif isinstance(ann, Mask):
                 m = ann.image.astype(bool)
             else:
                 continue
             label_map[m] = ann.label + 1
         exact += np.array_equal(label_map, truth[Path(item.id).name + ".png"])
-    print(f"datumaro {datumaro.__version__}: {items} items imported, images found {found}/{items}, masks exact {exact}/{items}")
+    print(
+        f"datumaro {datumaro.__version__}: {items} items imported, "
+        f"images found {found}/{items}, masks exact {exact}/{items}"
+    )
 
     print("\n## Label Studio\n")
     import label_studio_sdk
@@ -183,11 +191,13 @@ def part_two(work: Path) -> None:
             alpha = decode_rle(region["value"]["rle"]).reshape(h, w, 4)[:, :, 3]
             value = NAMES.index(region["value"]["brushlabels"][0]) + 1
             label_map[alpha > 0] = value
-            same_bytes += mask2rle(((truth[name] == value) * 255).astype(np.uint8)) == region["value"]["rle"]
+            same_bytes += (
+                mask2rle(((truth[name] == value) * 255).astype(np.uint8)) == region["value"]["rle"]
+            )
         exact += np.array_equal(label_map, truth[name])
     print(
-        f"label-studio-sdk {label_studio_sdk.__version__ if hasattr(label_studio_sdk, '__version__') else ''}: "
-        f"{len(tasks)} tasks, validate_prediction errors {errors}, decode_rle exact {exact}/{len(tasks)}, "
+        f"label-studio-sdk {getattr(label_studio_sdk, '__version__', '')}: {len(tasks)} tasks, "
+        f"validate_prediction errors {errors}, decode_rle exact {exact}/{len(tasks)}, "
         f"RLE byte-identical to mask2rle {same_bytes}/{regions}"
     )
     from label_studio_sdk.converter.imports.coco import convert_coco_to_ls
@@ -198,7 +208,7 @@ def part_two(work: Path) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
             convert_coco_to_ls(str(work / "coco_polygons.json"), str(work / "ls_from_coco.json"))
         print("convert_coco_to_ls on our polygon COCO file: no error")
-    except Exception as exc:  # noqa: BLE001 - the converter's own failure is the figure
+    except Exception as exc:
         print(
             f"convert_coco_to_ls on our polygon COCO file: fails ({type(exc).__name__}) on its "
             f"{len(rle)} RLE annotation(s) (components needing over 32 polygons)"

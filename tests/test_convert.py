@@ -126,8 +126,13 @@ def test_ignore_pixels_are_exported_only_when_asked(label_map: np.ndarray) -> No
     with_ignore = masks_to_coco(["a.png"], [label_map], NAMES, encoding="polygon", ignore=True)
     assert with_ignore["categories"][-1] == {"id": 255, "name": "ignore", "supercategory": "ignore"}
     np.testing.assert_array_equal(coco_to_masks(with_ignore)["a.png"], label_map)
-    renamed = {**with_ignore, "categories": [{**c, "id": c["id"] + 10} for c in with_ignore["categories"]]}
-    renamed["annotations"] = [{**a, "category_id": a["category_id"] + 10} for a in with_ignore["annotations"]]
+    renamed = {
+        **with_ignore,
+        "categories": [{**c, "id": c["id"] + 10} for c in with_ignore["categories"]],
+    }
+    renamed["annotations"] = [
+        {**a, "category_id": a["category_id"] + 10} for a in with_ignore["annotations"]
+    ]
     np.testing.assert_array_equal(coco_to_masks(renamed, names=NAMES)["a.png"], label_map)
 
 

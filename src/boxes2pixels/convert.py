@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,9 @@ def _outside(mask: np.ndarray) -> np.ndarray:
     return (padded == 2)[1:-1, 1:-1]
 
 
-def _hole_free_pieces(mask: np.ndarray, limit: int | None = None) -> list[tuple[int, int, np.ndarray]] | None:
+def _hole_free_pieces(
+    mask: np.ndarray, limit: int | None = None
+) -> list[tuple[int, int, np.ndarray]] | None:
     """``mask`` (bool) cut into 4-connected pieces without holes, each ``(x, y, crop)``: the
     mask is cut between the top row of each hole and the row below (which opens every hole),
     then split into its 4-connected components. Each piece's pixel-edge outline is one simple
@@ -87,7 +90,7 @@ def _hole_free_pieces(mask: np.ndarray, limit: int | None = None) -> list[tuple[
     cuts = sorted({int(stats[i, cv2.CC_STAT_TOP]) + 1 for i in range(1, count)})
     pieces: list[tuple[int, int, np.ndarray]] = []
     bounds = [0, *cuts, mask.shape[0]]
-    for top, bottom in zip(bounds[:-1], bounds[1:], strict=True):
+    for top, bottom in pairwise(bounds):
         band = mask[top:bottom].astype(np.uint8)
         count, labels, stats, _ = cv2.connectedComponentsWithStats(band, connectivity=4)
         if limit is not None and len(pieces) + count - 1 > limit:
@@ -116,7 +119,9 @@ def _edge_loop(piece: np.ndarray) -> np.ndarray:
     for free, (sx, sy), (ex, ey) in sides:
         starts.append((ys[free] + sy) * width + xs[free] + sx)
         ends.append((ys[free] + ey) * width + xs[free] + ex)
-    following = dict(zip(np.concatenate(starts).tolist(), np.concatenate(ends).tolist()))
+    following = dict(
+        zip(np.concatenate(starts).tolist(), np.concatenate(ends).tolist(), strict=True)
+    )
     first = next(iter(following))
     loop, point = [first], following[first]
     while point != first:

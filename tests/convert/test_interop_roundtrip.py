@@ -61,7 +61,9 @@ def test_polygon_file_scored_against_itself_is_ap_1(generated: Path, tmp_path: P
     evaluation.summarize()
     assert evaluation.stats[0] == pytest.approx(1.0)  # AP@[.5:.95]
     for image in data["images"]:
-        truth = read_mask(generated / "gt_masks" / "train" / Path(image["file_name"]).with_suffix(".png"))
+        truth = read_mask(
+            generated / "gt_masks" / "train" / Path(image["file_name"]).with_suffix(".png")
+        )
         np.testing.assert_array_equal(coco_to_masks(data)[image["file_name"]], truth)
 
 
@@ -122,9 +124,7 @@ def test_an_edited_mask_alone_counts_as_corrected(reviewed: Path, invoke_cli: Ca
     code, text = _label(invoke_cli, reviewed, edited)
     assert code == 0, text
     image = next(i for i in coco["images"] if i["id"] == dropped["image_id"])
-    assert corrected_keys(reviewed / "masks") == {
-        str(Path(image["file_name"]).with_suffix(".png"))
-    }
+    assert corrected_keys(reviewed / "masks") == {str(Path(image["file_name"]).with_suffix(".png"))}
 
 
 # Label Studio 2.x SDK, label_studio_sdk.converter.brush.mask2rle of this 3×5 mask (×255)

@@ -135,7 +135,9 @@ def _mask_files(root: Path) -> list[Path]:
     return files
 
 
-def _json_sources(source: Path, names: Sequence[str]) -> Iterator[tuple[str, str, np.ndarray, bool]]:
+def _json_sources(
+    source: Path, names: Sequence[str]
+) -> Iterator[tuple[str, str, np.ndarray, bool]]:
     """The label maps of a COCO file or a Label Studio JSON export (a list of tasks), each
     with whether the file can hold ignore pixels."""
     try:

@@ -271,8 +271,8 @@ def write_bundle(
     overwrite: bool = False,
 ) -> Path:
     """Copy the images and masks of ``reviews`` into ``out`` and write ``annotations.json``,
-    the Label Studio tasks and config and ``bundle.json``; an earlier bundle in ``out`` is replaced without losing an edit (see
-    the module's description).
+    the Label Studio tasks and config and ``bundle.json``; an earlier bundle in ``out`` is
+    replaced without losing an edit (see the module's description).
 
     Args:
         reviews: the images to correct (e.g. ``queue.top(k)``).
