@@ -7,7 +7,7 @@ turns each box's true mask into a pseudo-mask the way a teacher like SAM fails:
 ========== ===================================================================================
 thin       thin and low-contrast parts missed (a morphological opening; subtle defects eroded)
 spill      over-segmentation spilling into the background, also outside the box
-holes      holes punched into the mask
+holes      holes punched into the mask (up to about half of it)
 fragments  the mask cut into pieces, some pieces dropped
 shifted    the whole mask displaced
 empty      nothing, or a small leftover
@@ -15,6 +15,8 @@ wrong      the mask of another object inside the box (the blade or sky, or a blo
            the defect, or the box's background around the defect)
 mixture    each corrupted box gets one of the above
 ========== ===================================================================================
+
+:data:`IMITATION` adds the project's own imitation teacher (never used for tuning).
 
 Per image: clean (share ``clean``) or corrupted; in a corrupted image each box is corrupted
 with probability 0.75 at a severity drawn from U(0.2, 1). Clean boxes still get a 1-px
@@ -36,9 +38,14 @@ import numpy as np
 
 from boxes2pixels.data.synth import Scene, SynthConfig, render_scene
 from boxes2pixels.label.image import combine_masks
+from boxes2pixels.label.imitation import FAILURE_SHARES
 from boxes2pixels.teachers.base import box_pixel_ranges
 
 ERROR_MODELS = ("thin", "spill", "holes", "fragments", "shifted", "empty", "wrong", "mixture")
+IMITATION = "imitation"
+"""The project's own imitation teacher (:mod:`boxes2pixels.label.imitation`: per box the
+true mask 55 %, thin parts dropped 20 %, the box filled 15 %, nothing 10 %; no teacher
+score), never used for tuning."""
 
 #: How much the teacher's own score sees each error (0: blind, 1: its score follows the IoU).
 TEACHER_SIGHT = {
@@ -50,16 +57,19 @@ TEACHER_SIGHT = {
 @dataclass
 class Sample:
     """One image: its scene (ground truth, boxes), the pseudo-mask, the per-box teacher scores
-    and the true binary defect IoU of the pseudo-mask (``None`` for an image without boxes)."""
+    and the binary defect IoU of the pseudo-mask with the truth of the *boxed* defects, the
+    teacher's task (``iou``), and with the whole truth, unboxed defects included
+    (``iou_all``); both ``None`` for an image without boxes."""
 
     key: str
     scene: Scene
     image: np.ndarray
     pseudo: np.ndarray
-    scores: list[float]
+    scores: list[float] | None
     box_iou: list[float]
     modes: list[str]
     iou: float | None
+    iou_all: float | None = None
 
 
 def render_scenes(
@@ -86,17 +96,19 @@ def _u8(m: np.ndarray) -> np.ndarray:
 
 
 def _jitter(m: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A clean mask: its boundary one pixel in or out (or unchanged)."""
+    """A clean mask: its boundary one pixel in or out, where that keeps IoU ≥ 0.75 (a thin
+    crack stays as it is), or unchanged."""
     roll = rng.random()
+    out = m
     if roll < 0.3:
-        return cv2.dilate(_u8(m), np.ones((3, 3), np.uint8)) > 0
-    if roll < 0.5 and m.sum() > 60:
-        return cv2.erode(_u8(m), np.ones((2, 2), np.uint8)) > 0
-    return m
+        out = cv2.dilate(_u8(m), np.ones((3, 3), np.uint8)) > 0
+    elif roll < 0.5:
+        out = cv2.erode(_u8(m), np.ones((2, 2), np.uint8)) > 0
+    return out if _iou(out, m) >= 0.75 else m
 
 
 def _thin(m, box, s, rng, ctx):
-    r = 1 + int(round(s * 2.5))
+    r = 1 + round(s * 2.5)
     out = cv2.morphologyEx(_u8(m), cv2.MORPH_OPEN, _disk(r)) > 0
     if ctx["strength"] < 0.4:  # low contrast: the teacher also misses its faint rim
         out = cv2.erode(_u8(out), _disk(1)) > 0
@@ -106,11 +118,12 @@ def _thin(m, box, s, rng, ctx):
 def _spill(m, box, s, rng, ctx):
     x0, y0, x1, y1 = box
     size = np.sqrt((x1 - x0) * (y1 - y0))
-    r = max(1, int(round(s * 0.22 * size)))
+    r = max(1, round(s * 0.22 * size))
     if rng.random() < 0.5:  # spreads one way (into a similar-looking neighbour)
         k = np.zeros((2 * r + 1, 2 * r + 1), np.uint8)
         dx, dy = rng.choice([-1, 1], 2)
-        cv2.ellipse(k, (r + dx * r // 2, r + dy * r // 2), (r // 2 + 1, r // 2 + 1), 0, 0, 360, 1, -1)
+        centre, axes = (r + dx * r // 2, r + dy * r // 2), (r // 2 + 1, r // 2 + 1)
+        cv2.ellipse(k, centre, axes, 0, 0, 360, 1, -1)
         return (cv2.dilate(_u8(m), k) > 0) | m
     return cv2.dilate(_u8(m), _disk(r)) > 0
 
@@ -122,7 +135,7 @@ def _holes(m, box, s, rng, ctx):
         return out
     area = len(ys)
     n = 1 + int(s * 5)
-    r = max(1, int(round(np.sqrt(s * 0.5 * area / n / np.pi))))
+    r = max(1, round(np.sqrt(s * 0.7 * area / n / np.pi)))
     for i in rng.choice(len(ys), n):
         cv2.circle(out.view(np.uint8), (int(xs[i]), int(ys[i])), r, 0, -1)
     return out
@@ -158,7 +171,7 @@ def _empty(m, box, s, rng, ctx):
     if rng.random() < 0.6 or not m.any():
         return np.zeros_like(m)
     keep = cv2.erode(_u8(m), _disk(1 + int(s * 3))) > 0
-    count, pieces, stats, _ = cv2.connectedComponentsWithStats(_u8(keep), connectivity=8)
+    count, pieces = cv2.connectedComponents(_u8(keep), connectivity=8)
     if count <= 1:
         return np.zeros_like(m)
     return pieces == 1 + int(rng.integers(count - 1))
@@ -209,8 +222,9 @@ def corrupt(
     clean: float = 0.35,
     box_rate: float = 0.75,
 ) -> list[Sample]:
-    """Pseudo-masks of ``scenes`` made by ``error_model`` (one of :data:`ERROR_MODELS`)."""
-    rng = np.random.default_rng((seed, ERROR_MODELS.index(error_model)))
+    """Pseudo-masks of ``scenes`` made by ``error_model`` (one of :data:`ERROR_MODELS`, or
+    :data:`IMITATION`: the imitation teacher's failures on every image, without scores)."""
+    rng = np.random.default_rng((seed, (*ERROR_MODELS, IMITATION).index(error_model)))
     samples = []
     for i, (scene, image) in enumerate(scenes):
         height, width = scene.mask.shape
@@ -225,26 +239,77 @@ def corrupt(
             true = np.zeros((height, width), bool)
             true[y0:y1, x0:x1] = d.mask[y0:y1, x0:x1]
             mode = "clean"
-            if corrupted_image and rng.random() < box_rate:
+            if error_model == IMITATION:
+                mode = ("clean", "imitation-thin", "imitation-filled", "empty")[
+                    int(rng.choice(4, p=list(FAILURE_SHARES)))
+                ]
+                m = true.copy()
+                if mode == "imitation-thin":
+                    m = cv2.morphologyEx(_u8(true), cv2.MORPH_OPEN, np.ones((3, 3))) > 0
+                elif mode == "imitation-filled":
+                    m[y0:y1, x0:x1] = True
+                elif mode == "empty":
+                    m[:] = False
+            elif corrupted_image and rng.random() < box_rate:
                 mode = error_model
                 if mode == "mixture":
                     mode = str(rng.choice(list(ERRORS)))
-            if mode == "clean":
+            if error_model == IMITATION:
+                pass
+            elif mode == "clean":
                 m = _jitter(true, rng)
             else:
                 ctx = {"strength": d.strength, "blade": scene.blade}
                 m = ERRORS[mode](true, box, rng.uniform(0.2, 1.0), rng, ctx)
             per_box[j] = m
             box_iou = _iou(m[y0:y1, x0:x1], true[y0:y1, x0:x1])
-            sight = TEACHER_SIGHT[mode]
-            score = 0.93 - sight * 0.7 * (1 - box_iou) + rng.normal(0, 0.05)
-            scores.append(float(np.clip(score, 0.0, 1.0)))
+            if error_model != IMITATION:  # the imitation teacher records no score
+                sight = TEACHER_SIGHT[mode]
+                score = 0.93 - sight * 0.7 * (1 - box_iou) + rng.normal(0, 0.08)
+                scores.append(float(np.clip(score, 0.0, 1.0)))
             box_ious.append(box_iou)
             modes.append(mode)
         classes = np.array([d.cls for d in boxed], np.int64)
         pseudo = combine_masks(per_box, classes)
-        iou = _iou(pseudo > 0, scene.mask > 0) if boxed else None
+        boxed_truth = np.zeros((height, width), bool)
+        for d in boxed:
+            boxed_truth |= d.mask
+        iou = _iou(pseudo > 0, boxed_truth) if boxed else None
+        iou_all = _iou(pseudo > 0, scene.mask > 0) if boxed else None
         samples.append(
-            Sample(f"train/{i:05d}.png", scene, image, pseudo, scores, box_ious, modes, iou)
-        )
+            Sample(
+                f"train/{i:05d}.png", scene, image, pseudo, scores if scores else None,
+                box_ious, modes, iou, iou_all,
+            )
+        )  # fmt: skip
     return samples
+
+
+def simulated_view(scene: Scene, seed: int, recall: float = 0.8, false_rate: float = 0.15):
+    """A model with a known error rate, made from the ground truth (no training needed):
+    each defect, boxed or not, found with probability ``recall`` (its boundary jittered by a
+    pixel, confidence 0.97 inside, 0.6 on its rim), and on a share ``false_rate`` of the
+    images a false defect blob (confidence U(0.6, 0.99)). Returns a
+    :class:`~boxes2pixels.review.ModelView`."""
+    from boxes2pixels.review import ModelView
+
+    rng = np.random.default_rng(seed)
+    height, width = scene.mask.shape
+    labels = np.zeros((height, width), np.uint8)
+    confidence = np.full((height, width), 0.97, np.float32)
+    for d in scene.defects:
+        if rng.random() < recall:
+            found = _jitter(d.mask, rng)
+            labels[found] = d.cls + 1
+            rim = found ^ (cv2.erode(_u8(found), np.ones((3, 3), np.uint8)) > 0)
+            confidence[rim] = 0.6
+    if rng.random() < false_rate:
+        ys, xs = np.nonzero(scene.blade)
+        if len(ys):
+            i = int(rng.integers(len(ys)))
+            blob = np.zeros((height, width), np.uint8)
+            axes = (int(rng.integers(3, 9)), int(rng.integers(3, 9)))
+            cv2.ellipse(blob, (int(xs[i]), int(ys[i])), axes, 0, 0, 360, 1, -1)
+            labels[blob > 0] = int(rng.integers(1, 3))
+            confidence[blob > 0] = rng.uniform(0.6, 0.99)
+    return ModelView(labels, confidence)

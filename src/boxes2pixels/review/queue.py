@@ -156,7 +156,7 @@ def _signal_text(
 ) -> str | None:
     """One box signal in words (``None`` when it says nothing)."""
     v = b.signals.get(name)
-    if v is None or v <= 0 and name != "coverage":
+    if v is None or (v <= 0 and name != "coverage"):
         return None
     if name == "coverage":
         if b.pieces == 0:
@@ -336,9 +336,17 @@ def score_image(
         signals=signals,
         shares=score.shares,
         reasons=_reasons(
-            measured.boxes, box_ranks, [s.shares for s in box_scores], order, names,
-            measured.agreement, measured.missed, score.shares, settings, ranked,
-        ),  # fmt: skip
+            measured.boxes,
+            box_ranks,
+            [s.shares for s in box_scores],
+            order,
+            names,
+            measured.agreement,
+            measured.missed,
+            score.shares,
+            settings,
+            ranked,
+        ),
         boxes=box_reviews,
         missed=[asdict(m) | {"cls": names[m.cls]} for m in measured.missed],
         agreement=measured.agreement,

@@ -1,0 +1,94 @@
+"""Issue 22: the review ranking's pieces (ranks per class, power mean, worst box) and the
+benchmark over generated teacher error models, as a smoke test."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from boxes2pixels.review import (
+    DoubtSettings,
+    calibrate,
+    doubt_score,
+    measure_image,
+    rank_measured,
+    review_image,
+)
+from boxes2pixels.review.signals import BoxSignals
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _box(cls: int, coverage: float, teacher: float | None = None) -> BoxSignals:
+    signals = dict.fromkeys(("coverage", "extent", "fragmentation", "teacher"))
+    signals["coverage"] = 0.0
+    signals["teacher"] = teacher
+    return BoxSignals(0, cls, (0, 0, 10, 10), coverage, 1, None, None, signals, extent=0.5)
+
+
+def test_ranks_are_per_class_and_coverage_counts_both_ways() -> None:
+    boxes = [_box(0, c) for c in np.linspace(0.05, 0.25, 21)]  # thin cracks: little coverage
+    boxes += [_box(1, c) for c in np.linspace(0.3, 0.7, 21)]  # stains: half the box
+    cal = calibrate(boxes, per_class_min=20)
+    assert cal.rank("coverage", 0, 0.15) == pytest.approx(0.0, abs=0.05)  # typical crack
+    assert cal.rank("coverage", 1, 0.15) == 1.0  # far too little for a stain
+    assert cal.rank("coverage", 1, 0.95) == 1.0  # and a filled box: too much
+    assert cal.rank("coverage", 1, 0.5) == pytest.approx(0.0, abs=0.05)
+    assert cal.rank("teacher", 0, 0.0) == 0.0 and cal.rank("teacher", 0, None) is None
+    small = calibrate(boxes[:5] + boxes[21:], per_class_min=20)  # class 0: too few boxes
+    assert cal.rank("coverage", 0, 0.27) == 1.0  # above every crack of its class
+    assert small.rank("coverage", 0, 0.27) < 0.7  # ranked among all boxes instead
+    assert small.rank("missed", None, 0.93) == 0.93  # unranked: the model's own confidence
+
+
+def test_power_mean_lets_one_far_signal_outweigh_several_raised_ones() -> None:
+    weights = {"coverage": 1.0, "extent": 1.0, "holes": 1.0, "offset": 1.0}
+    one_far = {"coverage": 1.0, "extent": 0.0, "holes": 0.0, "offset": 0.0}
+    several = {"coverage": 0.45, "extent": 0.45, "holes": 0.45, "offset": 0.45}
+    assert doubt_score(one_far, weights).value < doubt_score(several, weights).value
+    assert doubt_score(one_far, weights, 2).value > doubt_score(several, weights, 2).value
+    score = doubt_score(
+        {"coverage": 0.8, "holes": 0.4, "teacher": None}, weights | {"teacher": 1}, 2
+    )
+    assert sum(score.contributions.values()) == pytest.approx(score.value)
+    assert score.shares["coverage"] == pytest.approx(0.8**2 / (0.8**2 + 0.4**2))
+
+
+def test_an_image_is_ranked_by_its_worst_box_and_says_why() -> None:
+    mask = np.zeros((60, 120), np.uint8)
+    boxes = np.array([[5, 5, 35, 35], [45, 5, 75, 35], [85, 5, 115, 35]], np.float32)
+    mask[12:28, 12:28] = 1  # box 1: a fine stain
+    mask[12:28, 52:68] = 1  # box 2: the same
+    mask[2:58, 80:119] = 1  # box 3: spills far outside its box
+    image = np.full((60, 120, 3), 200, np.uint8)
+    image[mask == 1] = 60
+    review = review_image(mask, boxes, np.array([0, 0, 0]), ["dirt", "damage"],
+                          DoubtSettings(), image=image)  # fmt: skip
+    assert review.worst_box == 2
+    spill = review.boxes[2].signals["spill"]
+    assert spill is not None and spill > 0.4 and review.boxes[0].signals["spill"] == 0.0
+    assert review.reasons[0].startswith("box 3 (dirt):")
+    # ranked in a split: the box that stands out leads the queue
+    measured = [measure_image(mask, boxes[i : i + 1], np.array([0]), DoubtSettings(),
+                              image=image) for i in range(3)] * 8  # fmt: skip
+    scores = [r.score for r in rank_measured(measured, ["dirt", "damage"], DoubtSettings())]
+    assert scores[2] == max(scores) > scores[0]
+
+
+def test_the_benchmark_runs_and_prints_one_table(capsys: pytest.CaptureFixture[str]) -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        bench = importlib.import_module("review_ranking")
+        lines = bench.main(["--quick"])
+    finally:
+        sys.path.remove(str(BENCH))
+    table = [line for line in lines if line.startswith("| ")]
+    names = [line.split("|")[1].strip() for line in table[1:]]
+    assert names == ["thin", "spill", "holes", "fragments", "shifted", "empty", "wrong",
+                     "mixture", "imitation"]  # fmt: skip
+    assert all(line.count("|") == table[0].count("|") for line in table)
+    assert "held-out teachers pass" in capsys.readouterr().out
