@@ -31,15 +31,33 @@ def review_command(
         str | None,
         typer.Option(
             "--weights",
-            help="Signal weights as NAME=VALUE pairs, e.g. coverage=1,fragmentation=0.5,"
-            "teacher=1,disagreement=1,missed=0.5 (those are the defaults; 0 turns one off).",
+            help="Signal weights as NAME=VALUE pairs, e.g. teacher=2,missed=0.5 (0 turns one "
+            "off). Defaults: coverage 1, extent 1, fragmentation 0.5, holes 0.5, offset 1, "
+            "spill 1, appearance 1, teacher 1, disagreement 2, missed 1.",
         ),
     ] = None,
+    ranking: Annotated[
+        str,
+        typer.Option(
+            "--ranking",
+            help="rank: each signal ranked among the split's boxes of its class (holds across "
+            "teachers, see docs/review.md) | raw: the raw signals.",
+        ),
+    ] = "rank",
+    power: Annotated[
+        float,
+        typer.Option(
+            "--power",
+            min=1.0,
+            help="p of the power mean of a box's signals (1: weighted mean; higher: one "
+            "signal far out counts more).",
+        ),
+    ] = 2.0,
     coco_encoding: Annotated[
         str,
         typer.Option(
             "--coco-encoding",
-            help="polygon (editable in CVAT / Label Studio) | rle (exact for 1-2 px cracks).",
+            help="polygon (pixel-edge polygons, exact and editable in CVAT) | rle (compact).",
         ),
     ] = "polygon",
     overwrite: Annotated[
@@ -57,13 +75,14 @@ def review_command(
 ) -> None:
     """Rank the pseudo-masks of a split by how much they deserve an expert's look.
 
-    The doubt score of an image is the weighted mean of the signals that could be measured:
-    box coverage (too little and too much both count), fragmentation, the teacher's own score
-    (when recorded) and, with --model, the model's disagreement with the pseudo-mask and
-    confident defects outside every box. Writes OUT/queue.csv and OUT/queue.json (every
-    image, ranked), OUT/gallery.html (the top K, self-contained) and OUT/correct/ (the top K
-    as images + COCO annotations.json + PNG masks, for CVAT or Label Studio). Bring the
-    corrections back with `b2p label ... --corrections FILE_OR_FOLDER`.
+    Each box's signals (coverage, extent, fragmentation, holes, offset, spill, appearance,
+    the teacher's own score when recorded and, with --model, the model's disagreement) are
+    ranked among the split's boxes of their class and combined by a weighted power mean; an
+    image is ranked by its worst box, raised by the model's possible missed defects. Writes
+    OUT/queue.csv and OUT/queue.json (every image, ranked), OUT/gallery.html (the top K,
+    self-contained) and OUT/correct/ (the top K as images + COCO annotations.json + PNG
+    masks, for CVAT or Label Studio). Bring the corrections back with
+    `b2p label ... --corrections FILE_OR_FOLDER`.
 
     A rerun into the same OUT never loses a mask you edited in OUT/correct/masks: it stops,
     naming the edited files, until they are imported (or --overwrite). Files of the earlier
@@ -74,7 +93,7 @@ def review_command(
 
     from ..review import DoubtSettings, parse_weights, review_dataset
 
-    settings = DoubtSettings(weights=parse_weights(weights))
+    settings = DoubtSettings(weights=parse_weights(weights), normalise=ranking, power=power)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("reviewing", total=None)
         result = review_dataset(

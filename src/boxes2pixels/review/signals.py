@@ -149,7 +149,8 @@ class DoubtSettings:
             raise ConfigError(f"need 0 < low < high < 1, got low {self.low}, high {self.high}")
         if self.normalise not in NORMALISATIONS:
             raise ConfigError(
-                f"normalise must be one of {', '.join(NORMALISATIONS)}, got '{self.normalise}'"
+                f"normalise (--ranking) must be one of {', '.join(NORMALISATIONS)}, "
+                f"got '{self.normalise}'"
             )
         if not (math.isfinite(self.power) and self.power >= 1):
             raise ConfigError(f"power must be a finite number ≥ 1, got {self.power}")
