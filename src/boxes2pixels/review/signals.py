@@ -282,7 +282,8 @@ def _shape(
 def _appearance(
     image: np.ndarray, full: np.ndarray, box: tuple[int, int, int, int]
 ) -> float | None:
-    """``1 − IoU`` of the mask and its colour-nearest pixels in the box grown by a quarter."""
+    """``1 − IoU`` of the mask and its colour-nearest pixels (CIELAB) in the box grown by a
+    quarter (``image``: RGB ``uint8``)."""
     x0, y0, x1, y1 = box
     h, w = full.shape
     gx, gy = (x1 - x0) // 4 + 2, (y1 - y0) // 4 + 2
@@ -290,7 +291,7 @@ def _appearance(
     inside = full[wy0:wy1, wx0:wx1]
     if inside.all() or not inside.any():
         return None
-    pixels = image[wy0:wy1, wx0:wx1]
+    pixels = lab_image(image[wy0:wy1, wx0:wx1])  # the window only: photos are large
     mean_in, mean_out = pixels[inside].mean(axis=0), pixels[~inside].mean(axis=0)
     nearer = ((pixels - mean_in) ** 2).sum(-1) < ((pixels - mean_out) ** 2).sum(-1)
     return 1.0 - iou(nearer, inside)
@@ -327,7 +328,6 @@ def box_signals(
             the pixels of at least ``settings.confident`` only.
     """
     height, width = mask.shape
-    lab = None if image is None else lab_image(image)
     sure = None if confidence is None else confidence >= settings.confident
     components: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     out = []
@@ -358,8 +358,8 @@ def box_signals(
             signals["extent"] = max(0.0, 1.0 - extent / settings.low_extent)
             signals["fragmentation"] = 1.0 - 1.0 / pieces
             signals["holes"], signals["offset"], signals["spill"] = holes, offset, spill
-            if lab is not None:
-                signals["appearance"] = _appearance(lab, full, box_px)
+            if image is not None:
+                signals["appearance"] = _appearance(image, full, box_px)
         if score is not None:
             signals["teacher"] = float(np.clip(1.0 - score, 0.0, 1.0))
         if agreement is not None:
