@@ -161,6 +161,8 @@ def main() -> None:
         # validation of one photo: tiled in full against the fixed sample
         model = parts.ema.module.eval()
         sample = ValidationWindows(cached, args.crop, args.val_windows, seed=0)
+        with torch.no_grad():  # first call (kernel selection) not timed
+            _tiled_labels(model, sample[0][0][:1], cfg)
         t = time.perf_counter()
         with torch.no_grad():
             win_images, _ = sample[0]
