@@ -3,6 +3,8 @@ chosen by ``runtime auto`` on the CPU, tiling at the exported size."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -23,12 +25,13 @@ NAMES = ["background", "dirt", "damage"]
 def without_openvino(monkeypatch: pytest.MonkeyPatch) -> None:
     """As if OpenVINO were not installed. Its module stays loaded: hiding it from
     ``sys.modules`` while OpenVINO objects are alive crashes the interpreter later."""
-    from boxes2pixels.inference import openvino_cache
+    from boxes2pixels.inference import openvino_cache, openvino_model
 
     def missing() -> None:
         raise Boxes2PixelsError(openvino_cache.OPENVINO_INSTALL_HINT)
 
-    monkeypatch.setattr(openvino_cache, "import_openvino", missing)
+    for module in (openvino_cache, openvino_model):
+        monkeypatch.setattr(module, "import_openvino", missing)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +46,7 @@ def student(make_student):
 @pytest.fixture(scope="module")
 def static_file(student, tmp_path_factory):
     path = tmp_path_factory.mktemp("ov") / "static.onnx"
-    export_onnx(student, path, imgsz=64)
+    export_onnx(student, path, imgsz=64, dynamic=False)
     return path
 
 
@@ -61,7 +64,7 @@ def test_fp32_matches_pytorch_and_bf16_runs_on_request(student, static_file) -> 
     assert np.abs(bf16 - ref).max() <= 0.05 * np.abs(ref).max()  # bf16: 8 mantissa bits
     assert not np.array_equal(bf16, fp32)  # another precision really ran
     assert set(model._compiled) == {"fp32", "bf16"}
-    with pytest.raises(Boxes2PixelsError, match="re-export with --dynamic"):
+    with pytest.raises(Boxes2PixelsError, match="without --static"):
         model.run(np.zeros((1, 3, 48, 64), np.float32))
 
 
@@ -119,10 +122,13 @@ def test_b2p_predict_tiles_an_exported_file_at_its_size(student, static_file, tm
         outs[runtime] = read_mask(tmp_path / runtime / "big.png")
     assert outs["torch"].shape == image.shape[:2]
     assert (outs["torch"] == outs["openvino"]).mean() >= 0.999
+    # a window larger than the file takes is resolved from its metadata, not refused
     args = ["predict", str(static_file), str(tmp_path / "photos"), "--out", str(tmp_path / "x")]
-    result = runner.invoke(app, [*args, "--tile", "--tile-size", "48"])
-    assert result.exit_code == 1
-    assert "tiles with --tile-size 64" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, [*args, "--tile", "--tile-size", "96", "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(read_mask(tmp_path / "x" / "big.png"), outs["openvino"])
+    ran = json.loads((tmp_path / "x" / "b2p_predict.json").read_text())["settings"]["ran"]
+    assert (ran["tile_size"], ran["runtime"], ran["precision"]) == (64, "openvino", "fp32")
 
 
 # ----------------------------------------------------------------- the SAM teachers' encoder

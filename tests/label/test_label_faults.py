@@ -57,8 +57,12 @@ def masks_only(digest: dict[str, str]) -> dict[str, str]:
 
 
 def truth(ds: Path, key: str) -> np.ndarray:
-    """The generator's exact mask of ``key``: a correction an expert could have made."""
-    return read_mask(ds / "gt_masks" / key)
+    """The generator's exact mask of ``key`` with its top-left pixel made dirt: a correction
+    an expert could have made, and one that differs from the box teacher's mask (a mask equal
+    to the current one is not recorded as a correction)."""
+    mask = read_mask(ds / "gt_masks" / key)
+    mask[0, 0] = 1
+    return mask
 
 
 def assert_nothing_corrected(masks: Path, label: Callable[..., tuple[int, str]]) -> None:

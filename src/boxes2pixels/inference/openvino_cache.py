@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,29 @@ def release_at_exit(holder: Any) -> None:
 def _release_all() -> None:
     for holder in list(_LIVE):
         holder.release()
+
+
+@contextlib.contextmanager
+def default_sigchld() -> Iterator[None]:
+    """Run the block with SIGCHLD at its default disposition (main thread, POSIX only).
+
+    With OpenVINO loaded, a child process that exits while a SIGCHLD handler written in
+    Python is installed (PyTorch installs one for its loader workers and never removes it)
+    crashed the interpreter in the test suite. A child started and reaped inside this block
+    never reaches such a handler; the handler is put back afterwards.
+    """
+    import signal
+    import threading
+
+    sigchld = getattr(signal, "SIGCHLD", None)
+    if sigchld is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(sigchld, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(sigchld, before)
 
 
 def import_openvino() -> Any:
@@ -144,7 +168,7 @@ class CacheMismatch(Exception):
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's content (about 0.07 s per 100 MB on a 2-core EPYC)."""
-    from .teachers.checkpoints import sha256_file as digest
+    from ..teachers.checkpoints import sha256_file as digest
 
     return digest(path)
 
@@ -202,7 +226,7 @@ def record_folder(folder: Path, known: dict[str, dict[str, Any]] | None = None) 
     """Write ``folder``'s manifest (atomically): size and sha256 of each cached file, taken
     from ``known`` (just verified) for files of the same name and size. A cache that cannot be
     written is left without one (its files are then rebuilt next time)."""
-    from .io import write_json_atomic
+    from ..io import write_json_atomic
 
     known = known or {}
     files = {}

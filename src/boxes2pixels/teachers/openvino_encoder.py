@@ -30,6 +30,7 @@ from ..inference.openvino_cache import (
     CacheMismatch,
     cache_dir,
     compile_cached,
+    default_sigchld,
     import_openvino,
     logger,
     record_folder,
@@ -126,7 +127,7 @@ def _converted_folder(
     except OSError:  # a read-only cache only costs the conversion next time
         folder = Path(tempfile.mkdtemp(prefix="b2p-openvino-")) / folder.name
     args = [sys.executable, "-m", __name__, teacher, str(checkpoint), model_type, str(folder)]
-    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: no selector needed
+    with tempfile.TemporaryFile("w+") as log, default_sigchld():  # a file: no selector needed
         done = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=log, check=False)
         log.seek(0)
         words = log.read()
