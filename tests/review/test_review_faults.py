@@ -92,7 +92,11 @@ def test_bundle_images_are_complete_regular_copies(work: Path, invoke_cli: Calla
         ("missed=-infinity", "-infinity"),
         ("teacher=-0.5", "-0.5"),
         ("colour=1", "colour"),
-        ("coverage=0,fragmentation=0,teacher=0,disagreement=0,missed=0", "every weight is 0"),
+        (
+            "coverage=0,extent=0,fragmentation=0,holes=0,offset=0,spill=0,appearance=0,"
+            "teacher=0,disagreement=0,missed=0",
+            "every weight is 0",
+        ),
         ("coverage", "coverage"),
     ],
 )
