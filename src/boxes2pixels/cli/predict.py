@@ -57,7 +57,7 @@ def predict_command(
         "--runtime",
         help="auto: for an .onnx MODEL OpenVINO on the CPU when installed, else onnxruntime; "
         "PyTorch otherwise | torch | onnx | openvino (an .onnx MODEL is a file written by "
-        "`b2p export`, with --dynamic for images of several shapes).",
+        "`b2p export`; a --static file gets windows or a letterbox of its own size).",
     ),
     revision: RevisionOpt = None,
     palette: PaletteOpt = False,
