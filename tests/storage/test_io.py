@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from boxes2pixels import io
+from boxes2pixels.data import labelmaps
 from boxes2pixels.errors import ImageReadError
 
 
@@ -66,13 +67,13 @@ def test_corrupt_and_missing_images_name_the_file(tmp_path) -> None:
 def test_mask_round_trip_keeps_class_values_with_palette(tmp_path) -> None:
     mask = np.array([[0, 1, 2], [255, 3, 0]], np.uint8)
     path = tmp_path / "sub" / "m.png"
-    io.write_mask(path, mask, palette=True)  # opt-in; plain grayscale by default
+    labelmaps.write_mask(path, mask, palette=True)  # opt-in; plain grayscale by default
     with Image.open(path) as img:
         assert img.mode == "P"
-        assert img.getpalette()[3:6] == list(io.class_colour(1))
-    np.testing.assert_array_equal(io.read_mask(path), mask)
+        assert img.getpalette()[3:6] == list(labelmaps.class_colour(1))
+    np.testing.assert_array_equal(labelmaps.read_mask(path), mask)
     with pytest.raises(ValueError, match="2-D"):
-        io.write_mask(path, np.zeros((2, 2, 3), np.uint8))
+        labelmaps.write_mask(path, np.zeros((2, 2, 3), np.uint8))
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path) -> None:
