@@ -266,3 +266,59 @@ def tree_digest():
 def invoke_cli():
     """Function: ``invoke_cli(*args)`` -> (exit code, output as one line); raises on a traceback."""
     return _invoke_cli
+
+
+def _labelled_dataset(root, *, train: int, val: int = 0, splits: str | None = None):
+    """``root/ds`` (a generated dataset of 96×64 photos, ground truth in ``ds/gt_masks``) and
+    the box teacher's ``root/masks`` (only ``splits`` when given); returns ``root``."""
+    from boxes2pixels.data.synth import generate_dataset
+
+    generate_dataset(root / "ds", train=train, val=val, test=0, size=(96, 64), seed=0)
+    args = ["label", root / "ds" / "data.yaml", "--teacher", "box", "--out", root / "masks"]
+    code, text = _invoke_cli(*args, *(["--splits", splits] if splits else []), "-q")
+    assert code == 0, text
+    return root
+
+
+def _fresh_copy(base, folder):
+    """Copies of ``base/ds`` and ``base/masks`` in ``folder`` (links kept); returns ``folder``."""
+    import shutil
+
+    for name in ("ds", "masks"):
+        shutil.copytree(base / name, folder / name, symlinks=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def labelled_dataset():
+    """Factory: ``labelled_dataset(root, train=N, val=0, splits=None)`` -> ``root`` with
+    ``ds/`` and the box teacher's ``masks/``."""
+    return _labelled_dataset
+
+
+@pytest.fixture(scope="session")
+def fresh_copy():
+    """Function: ``fresh_copy(base, folder)`` copies ``base/ds`` and ``base/masks`` there."""
+    return _fresh_copy
+
+
+@pytest.fixture(scope="session")
+def file_size_limit():
+    """Context manager: ``with file_size_limit(n):`` writes past ``n`` bytes fail with EFBIG,
+    as under ``ulimit -f`` (SIGXFSZ ignored, as Python does)."""
+    import resource
+    import signal
+    from contextlib import contextmanager
+
+    @contextmanager
+    def limit(size: int):
+        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, handler)
+
+    return limit

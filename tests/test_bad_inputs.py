@@ -14,8 +14,7 @@ import struct
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -198,24 +197,8 @@ def test_disk_full_in_label_names_the_mask_and_leaves_no_temp_file(
     assert digest(ds) == before
 
 
-@contextmanager
-def file_size_limit(limit: int) -> Iterator[None]:
-    """Writes past ``limit`` bytes fail with EFBIG (``ulimit -f``) inside the block."""
-    import resource
-    import signal
-
-    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, handler)
-
-
 def test_disk_full_in_train_names_the_file_and_keeps_the_last_best(
-    model_dir: Path, tmp_path: Path
+    model_dir: Path, tmp_path: Path, file_size_limit: Callable
 ) -> None:
     from boxes2pixels.distill.checkpoint import save_best
     from boxes2pixels.student import Student
@@ -235,7 +218,9 @@ def test_disk_full_in_train_names_the_file_and_keeps_the_last_best(
     assert digest(run / "best") == before  # the previous best model is intact
 
 
-def test_disk_full_writing_the_training_checkpoint_names_it(tmp_path: Path) -> None:
+def test_disk_full_writing_the_training_checkpoint_names_it(
+    tmp_path: Path, file_size_limit: Callable
+) -> None:
     import torch
 
     path = tmp_path / "last.ckpt"

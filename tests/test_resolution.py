@@ -236,7 +236,8 @@ def test_student_keeps_its_crop_size_and_old_configs_load(tmp_path: Path, make_s
 @pytest.mark.slow
 def test_crop_training_validates_tiled_and_predict_evaluate_tile(tmp_path: Path) -> None:
     root = _line_dataset(tmp_path / "ds")
-    cfg = _config(root, tmp_path / "run", crop_size=28)
+    # --val-windows 0: every epoch is scored by the full tiled pass (not a sample of windows)
+    cfg = _config(root, tmp_path / "run", crop_size=28, val_windows=0)
     result = train(cfg)
     assert result.epochs_completed == 2
     assert all(row["val_miou"] is not None for row in result.history)

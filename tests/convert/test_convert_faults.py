@@ -5,7 +5,6 @@ and the user's files stay byte for byte the same."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,26 +18,16 @@ FORMAT_IDS = ["yolo-seg-links", "yolo-seg-copies", "coco"]
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory, invoke_cli: Callable) -> Path:
+def base(tmp_path_factory: pytest.TempPathFactory, labelled_dataset: Callable) -> Path:
     """``ds/`` (2 train, 1 val images of 96×64, ground truth in ``ds/gt_masks``) and the box
     teacher's ``masks/``, built once; tests copy them."""
-    from boxes2pixels.data.synth import generate_dataset
-
-    root = tmp_path_factory.mktemp("convert-faults")
-    generate_dataset(root / "ds", train=2, val=1, test=0, size=(96, 64), seed=0)
-    code, text = invoke_cli(
-        "label", root / "ds" / "data.yaml", "--teacher", "box", "--out", root / "masks", "-q"
-    )
-    assert code == 0, text
-    return root
+    return labelled_dataset(tmp_path_factory.mktemp("convert-faults"), train=2, val=1)
 
 
 @pytest.fixture
-def work(base: Path, tmp_path: Path) -> Path:
+def work(base: Path, tmp_path: Path, fresh_copy: Callable) -> Path:
     """A fresh copy of ``base`` in this test's folder."""
-    for name in ("ds", "masks"):
-        shutil.copytree(base / name, tmp_path / name, symlinks=True)
-    return tmp_path
+    return fresh_copy(base, tmp_path)
 
 
 def convert(invoke_cli: Callable, masks: Path | str, out: Path | str, to: str, *more: str):

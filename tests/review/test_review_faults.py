@@ -4,7 +4,6 @@ written, and a rerun into an earlier output folder leaves it as it was."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,26 +14,17 @@ from boxes2pixels.data.labelmaps import write_mask
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory, invoke_cli: Callable) -> Path:
+def base(tmp_path_factory: pytest.TempPathFactory, labelled_dataset: Callable) -> Path:
     """``ds/`` (3 train images of 96×64) and the box teacher's ``masks/``, built once."""
-    from boxes2pixels.data.synth import generate_dataset
-
-    root = tmp_path_factory.mktemp("review-faults")
-    generate_dataset(root / "ds", train=3, val=0, test=0, size=(96, 64), seed=0)
-    code, text = invoke_cli(
-        "label", root / "ds" / "data.yaml", "--teacher", "box", "--out", root / "masks",
-        "--splits", "train", "-q",
-    )  # fmt: skip
-    assert code == 0, text
-    return root
+    return labelled_dataset(
+        tmp_path_factory.mktemp("review-faults"), train=3, val=0, splits="train"
+    )
 
 
 @pytest.fixture
-def work(base: Path, tmp_path: Path) -> Path:
+def work(base: Path, tmp_path: Path, fresh_copy: Callable) -> Path:
     """A fresh copy of ``base`` in this test's folder."""
-    for name in ("ds", "masks"):
-        shutil.copytree(base / name, tmp_path / name, symlinks=True)
-    return tmp_path
+    return fresh_copy(base, tmp_path)
 
 
 def review(invoke_cli: Callable, work: Path, out: Path | str, *more: str):

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import io
 import os
-import resource
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,22 +19,13 @@ from boxes2pixels.errors import DatasetError, ImageReadError, WriteError
 from boxes2pixels.io import write_rgb, write_text_atomic
 
 
-@contextmanager
-def file_size_limit(limit: int) -> Iterator[None]:
-    """``ulimit -f`` for this process (Python ignores SIGXFSZ, so writes fail with EFBIG)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-
-
 def _noise(h: int = 120, w: int = 160) -> np.ndarray:
     return (np.random.default_rng(0).random((h, w, 3)) * 255).astype(np.uint8)
 
 
-def test_pil_itself_truncates_a_jpeg_silently_at_the_size_limit(tmp_path: Path) -> None:
+def test_pil_itself_truncates_a_jpeg_silently_at_the_size_limit(
+    tmp_path: Path, file_size_limit: Callable
+) -> None:
     """Why every image is encoded in memory first: PIL's encoder ignores a short write."""
     image = Image.fromarray(_noise())
     buf = io.BytesIO()
@@ -55,7 +44,9 @@ def test_pil_itself_truncates_a_jpeg_silently_at_the_size_limit(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png"])
-def test_write_rgb_is_complete_or_an_error_at_every_size_limit(tmp_path: Path, suffix: str) -> None:
+def test_write_rgb_is_complete_or_an_error_at_every_size_limit(
+    tmp_path: Path, suffix: str, file_size_limit: Callable
+) -> None:
     image = _noise()
     reference = tmp_path / f"ref{suffix}"
     write_rgb(reference, image)
@@ -96,7 +87,7 @@ def test_write_text_checks_the_bytes_that_reached_the_disk(
 
 
 def test_predict_overlays_under_a_file_size_limit_are_whole_or_an_error(
-    tmp_path: Path, model_dir_for_faults: Path, invoke_cli
+    tmp_path: Path, model_dir_for_faults: Path, invoke_cli, tree_digest, file_size_limit
 ) -> None:
     images = tmp_path / "photos"
     images.mkdir()
@@ -104,6 +95,7 @@ def test_predict_overlays_under_a_file_size_limit_are_whole_or_an_error(
     code, output = invoke_cli("predict", model_dir_for_faults, images, "--out", tmp_path / "ref",
                               "--overlay", "--precision", "fp32")  # fmt: skip
     assert code == 0, output
+    photos = tree_digest(images)
     reference = {p.name: p.read_bytes() for p in (tmp_path / "ref").rglob("*") if p.is_file()}
     overlay = next(n for n in reference if n.endswith("_overlay.jpg"))
     outcomes = set()
@@ -121,6 +113,7 @@ def test_predict_overlays_under_a_file_size_limit_are_whole_or_an_error(
             assert "size limit" in output and "_overlay.jpg" in output
             assert not (out / overlay).exists()
     assert 1 in outcomes
+    assert tree_digest(images) == photos
 
 
 @pytest.fixture(scope="module")
