@@ -46,7 +46,10 @@ _BEST_TMP, _BEST_OLD = ".best.tmp", ".best.old"  # save_best's folders between i
 # The objects a checkpoint restores through ``load_state_dict``, in this order.
 STATE_PARTS = ("model", "ema", "optimizer", "scheduler", "scaler")
 # Settings that may differ between a run and its resumption without changing the result.
-_RUNTIME_KEYS = {"resume", "overwrite", "progress", "workers", "device", "data", "masks", "out"}
+_RUNTIME_KEYS = {
+    "resume", "overwrite", "progress", "workers", "device", "data", "masks", "out",
+    "cache", "cache_dir", "log_every",
+}  # fmt: skip
 
 
 class Stateful(Protocol):
