@@ -92,3 +92,17 @@ def test_the_benchmark_runs_and_prints_one_table(capsys: pytest.CaptureFixture[s
                      "mixture", "imitation"]  # fmt: skip
     assert all(line.count("|") == table[0].count("|") for line in table)
     assert "held-out teachers pass" in capsys.readouterr().out
+
+
+def test_box_mean_blends_the_worst_box_with_the_mean_box() -> None:
+    mask = np.zeros((60, 120), np.uint8)
+    boxes = np.array([[5, 5, 35, 35], [45, 5, 75, 35]], np.float32)
+    mask[2:58, 40:80] = 1  # box 2 spills; box 1 empty
+    args = (mask, boxes, np.array([0, 0]), ["dirt", "damage"])
+    worst = review_image(*args, DoubtSettings(normalise="raw", box_mean=0))
+    blended = review_image(*args, DoubtSettings(normalise="raw", box_mean=2))
+    box = [b.score for b in worst.boxes]
+    assert worst.score == pytest.approx(max(box))
+    assert blended.score == pytest.approx((max(box) + 2 * np.mean(box)) / 3)
+    with pytest.raises(Exception, match="box_mean"):
+        DoubtSettings(box_mean=-1)

@@ -27,6 +27,7 @@ from .signals import (
     BoxSignals,
     Calibration,
     DoubtSettings,
+    Score,
     box_signals,
     calibrate,
     confident_iou,
@@ -287,7 +288,8 @@ def score_image(
     is replaced by its rank there; otherwise the raw signals are scored. The image's score
     is that of its worst box's signals together with the image's own (``disagreement``,
     ``missed``), or the worst box's alone when that is higher: the image's signals can raise
-    its doubt, never dilute it.
+    its doubt, never dilute it. That score is then blended with the mean of the box scores,
+    ``(score + box_mean · mean) / (1 + box_mean)`` (``settings.box_mean``; issue 22).
     """
     weights, power = settings.weights, settings.power
     ranked = calibration is not None and settings.normalise == "rank"
@@ -318,6 +320,11 @@ def score_image(
     if worst is not None and box_scores[worst].value > score.value:
         # the image's own signals can only raise its doubt, never dilute its worst box
         score = box_scores[worst]
+    if box_scores and settings.box_mean > 0 and score.value > 0:
+        # blended with the mean of the box scores: several doubtful boxes weigh more
+        a = settings.box_mean
+        value = (score.value + a * sum(b.value for b in box_scores) / len(box_scores)) / (1 + a)
+        score = Score(value, {k: c * value / score.value for k, c in score.contributions.items()})
     order = sorted(range(len(measured.boxes)), key=lambda i: (i != worst, -box_scores[i].value))
     box_reviews = []
     for b, b_ranks, b_score in zip(measured.boxes, box_ranks, box_scores, strict=True):

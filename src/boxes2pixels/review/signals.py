@@ -100,6 +100,9 @@ DEFAULT_POWER = 2.0
 """``p`` of the power mean of ranks: above 1, one signal far out weighs more than several
 slightly raised ones."""
 
+DEFAULT_BOX_MEAN = 2.0
+"""Weight of the mean of an image's box scores against its worst box's score."""
+
 NORMALISATIONS = ("rank", "raw")
 
 
@@ -112,6 +115,11 @@ class DoubtSettings:
         normalise: ``rank`` (each signal ranked among the split's boxes of its class, see
             the module's documentation) or ``raw`` (the raw signals).
         power: ``p`` of the power mean that combines a box's signals (1: weighted mean).
+        box_mean: weight of the mean of an image's box scores against its worst box's
+            (image score ``(worst + box_mean · mean) / (1 + box_mean)``; 0: the worst box
+            alone). Issue 22's benchmark: with 2, an image with several doubtful boxes
+            leads one with a single one, and spill and empty masks are found as well as by
+            the teacher's score.
         per_class_min: a class with fewer boxes than this in the split is ranked among all
             boxes instead of its own.
         low: raw mode: coverage below this share of the box counts as too little.
@@ -128,6 +136,7 @@ class DoubtSettings:
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     normalise: str = "rank"
     power: float = DEFAULT_POWER
+    box_mean: float = DEFAULT_BOX_MEAN
     per_class_min: int = 20
     low: float = 0.1
     high: float = 0.85
@@ -145,6 +154,8 @@ class DoubtSettings:
             )
         if not all(math.isfinite(w) and w >= 0 for w in self.weights.values()):
             raise ConfigError(f"doubt weights must be finite and ≥ 0, got {dict(self.weights)}")
+        if not (math.isfinite(self.box_mean) and self.box_mean >= 0):
+            raise ConfigError(f"box_mean must be finite and ≥ 0, got {self.box_mean}")
         if not 0 < self.low < self.high < 1:
             raise ConfigError(f"need 0 < low < high < 1, got low {self.low}, high {self.high}")
         if self.normalise not in NORMALISATIONS:
