@@ -13,10 +13,10 @@ For each, the table gives the dataset's mean pseudo-mask IoU (images with boxes)
 IoU of the top K and the share of the K worst masks found in the top K, for the queue and
 three simple baselines: random K (expected), raw box coverage alone (the worst box's
 coverage signal) and the teacher's score alone (the lowest box score). *oracle*: the mean
-IoU of the true K worst masks (the lowest top-K any ranking can reach), with its gap. ``pass``: the top K
-is at least 0.15 below the mean and no worse than the best baseline. The column *shipped
-defaults* ranks the same masks with ``DEFAULT_WEIGHTS`` (chosen by hand after these runs,
-so not held out; shown for what ``b2p review`` does out of the box).
+IoU of the true K worst masks (the lowest top-K any ranking can reach), with its gap.
+``pass``: the top K is at least 0.15 below the mean and no worse than the best baseline.
+The column *shipped defaults* ranks the same masks with ``DEFAULT_WEIGHTS`` (chosen by
+hand after these runs, so not held out; shown for what ``b2p review`` does out of the box).
 
 ``--fit`` prints the weights fitted on all error models (the shipped defaults,
 ``boxes2pixels.review.DEFAULT_WEIGHTS``); ``--model`` adds a model with a known error rate

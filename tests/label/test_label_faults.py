@@ -6,6 +6,7 @@ checks the exit code, the message and that no user file changed."""
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shutil
@@ -94,25 +95,30 @@ def test_one_invalid_correction_records_none(
 
 
 def _disk_full_at(suffix: str, nth: int) -> Callable[[pytest.MonkeyPatch], None]:
-    """A fault: flushing the ``nth`` file named ``*suffix`` to the disk fails, the disk is full
-    (a writer's temporary file; whatever writes it, the bytes pass through ``fsync``)."""
+    """A fault: the disk fills while the atomic writer writes the ``nth`` file named
+    ``*suffix`` (every output goes through ``boxes2pixels.atomic``'s open)."""
 
     def fault(monkeypatch: pytest.MonkeyPatch) -> None:
-        real, seen = os.fsync, []
+        from boxes2pixels import atomic
 
-        def fsync(fd: int) -> None:
-            if os.readlink(f"/proc/self/fd/{fd}").endswith(suffix):
-                seen.append(fd)
+        seen: list[str] = []
+
+        class FullDisk(io.FileIO):
+            def write(self, data: object) -> int:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def open_(path: Path, mode: str) -> io.FileIO:
+            if str(path).endswith(suffix):
+                seen.append(str(path))
                 if len(seen) == nth:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            real(fd)
+                    return FullDisk(path, "w")
+            return io.FileIO(path, "w")
 
-        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(atomic, "open", open_, raising=False)
 
     return fault
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc (Linux)")
 @pytest.mark.parametrize(
     "fault", [_disk_full_at(".png", 2), _disk_full_at(".jsonl", 1)], ids=["mask", "record"]
 )

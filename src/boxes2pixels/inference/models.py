@@ -1,8 +1,5 @@
-"""The model layer: what every segmentation model offers, and the one loader for all of them.
+"""The one loader for every model kind (the contract they meet is in :mod:`.contract`).
 
-:class:`SegmentationModel` is the contract that prediction, evaluation, export, profiling
-and the benchmark rely on; ``Student``, ``BaselineModel`` and the runtimes of exported files,
-``OnnxStudent`` (onnxruntime) and ``OpenVinoStudent`` (OpenVINO), all meet it.
 :func:`load_model` turns whatever a user names (a model object, a training run folder, a saved
 student or baseline folder, a Hugging Face Hub id, an ``.onnx`` file written by ``b2p
 export``) into such a model, on the requested device and in eval mode.
@@ -10,15 +7,15 @@ export``) into such a model, on the requested device and in eval mode.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Boxes2PixelsError, CheckpointError
+from .contract import SegmentationModel, model_runtime
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
     from ..student import Student
@@ -29,76 +26,6 @@ onnxruntime, and anything else with PyTorch."""
 
 ONNX_SUFFIX = ".onnx"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-@runtime_checkable
-class SegmentationModel(Protocol):
-    """What every model offers to prediction, evaluation, export, profiling and benchmarks.
-
-    Attributes:
-        class_names: names of the label values ``0..num_classes-1``, background first.
-        num_classes: classes of the fine head, background included.
-        mean: normalisation mean (RGB, 0..1 scale) of the model's input.
-        std: normalisation std of the model's input.
-        imgsz: default long side of the letterboxed input used by ``predict``.
-    """
-
-    class_names: list[str]
-    num_classes: int
-    mean: Sequence[float]
-    std: Sequence[float]
-    imgsz: int
-
-    @property
-    def patch_size(self) -> int:
-        """Input divisor: the sides given to ``__call__`` must be multiples of it."""
-        ...
-
-    @property
-    def random_backbone(self) -> bool:
-        """True when the backbone (or encoder) started from random weights (tests, demos)."""
-        ...
-
-    def __call__(
-        self, x: torch.Tensor, heads: Sequence[str] | None = None
-    ) -> dict[str, torch.Tensor]:
-        """Logits by head name (at least ``"fine"``: B×C×H×W) for a normalised B×3×H×W batch."""
-        ...
-
-    def predict(
-        self,
-        images: Any,
-        *,
-        imgsz: int | None = None,
-        batch_size: int = 4,
-        precision: str = "fp32",
-        device: str | torch.device | None = None,
-    ) -> list[np.ndarray]:
-        """One H×W ``uint8`` label map per RGB image, each at its image's own size."""
-        ...
-
-    def to(self, device: Any) -> Any:
-        """Move the model to ``device`` (torch models) and return it."""
-        ...
-
-
-def backbone_is_random(model: Any) -> bool:
-    """True when the model's backbone was initialised randomly (tests, the offline demo)."""
-    return bool(getattr(model, "random_backbone", False))
-
-
-def crop_size_of(model: Any) -> int:
-    """The window side a model was trained on at native resolution (``b2p train
-    --crop-size``), 0 for a model trained on whole resized images. A model with a crop size
-    is run tiled at the image's own resolution by ``predict_files`` and ``evaluate``."""
-    return int(getattr(model, "crop_size", 0) or 0)
-
-
-def model_runtime(model: Any) -> str:
-    """``onnx`` (onnxruntime) or ``openvino`` for an exported model, ``torch`` otherwise."""
-    from .exported import ExportedModel
-
-    return model.runtime if isinstance(model, ExportedModel) else "torch"
 
 
 def _is_model_folder(path: Path) -> bool:
@@ -301,3 +228,22 @@ def load_student(spec: Student | str | Path, device: str | torch.device | None =
             f"{spec}: holds a {type(model).__name__}, not a student; use load_model for any model"
         )
     return model
+
+
+def model_sha256(spec: Any) -> str | None:
+    """The sha256 that identifies a model named by a path: of an ``.onnx`` file's bytes, or
+    the one a saved model's ``model.safetensors`` records for its tensors (checked). ``None``
+    for a model object or a Hub id (its revision identifies it)."""
+    from ..weights_file import verify_weights
+
+    if not isinstance(spec, (str, Path)) or not Path(spec).exists():
+        return None
+    path = Path(spec)
+    if path.suffix.lower() == ONNX_SUFFIX:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    weights = resolve_model_dir(path) / "model.safetensors"
+    return verify_weights(weights) if weights.is_file() else None

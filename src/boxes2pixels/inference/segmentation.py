@@ -10,18 +10,16 @@ input of a static export) into an :class:`InferencePlan`: what will run, recorde
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import Boxes2PixelsError
 from .batched import model_device, predict_label_maps
-from .models import crop_size_of, model_runtime
+from .contract import crop_size_of, model_runtime
 from .precision import choose_precision, precision_dtype, resolve_device
 from .tiled import predict_tiled
 
@@ -262,23 +260,3 @@ def predict_images(
     if len(images) == 0:
         return []
     return segment(model, images, batch_size=batch_size, imgsz=imgsz, precision=precision).labels
-
-
-def model_sha256(spec: Any) -> str | None:
-    """The sha256 that identifies a model named by a path: of an ``.onnx`` file's bytes, or
-    the one a saved model's ``model.safetensors`` records for its tensors (checked). ``None``
-    for a model object or a Hub id (its revision identifies it)."""
-    from ..weights_file import verify_weights
-    from .models import ONNX_SUFFIX, resolve_model_dir
-
-    if not isinstance(spec, (str, Path)) or not Path(spec).exists():
-        return None
-    path = Path(spec)
-    if path.suffix.lower() == ONNX_SUFFIX:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
-    weights = resolve_model_dir(path) / "model.safetensors"
-    return verify_weights(weights) if weights.is_file() else None
