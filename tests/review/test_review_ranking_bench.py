@@ -106,3 +106,37 @@ def test_box_mean_blends_the_worst_box_with_the_mean_box() -> None:
     assert blended.score == pytest.approx((max(box) + 2 * np.mean(box)) / 3)
     with pytest.raises(Exception, match="box_mean"):
         DoubtSettings(box_mean=-1)
+
+
+def _stain_signals(image: np.ndarray, mask: np.ndarray) -> dict:
+    boxes = np.array([[10, 10, 70, 70]], np.float32)
+    review = review_image(mask, boxes, np.array([0]), ["dirt", "damage"],
+                          DoubtSettings(normalise="raw"), image=image)  # fmt: skip
+    return review.boxes[0].signals
+
+
+def test_holes_and_spill_look_at_the_image_colour() -> None:
+    """A gap in the mask where the image shows the defect is a hole; a gap where it shows
+    the background is the defect's own shape (a ring-shaped stain); mask pixels showing the
+    background inside the box spilled."""
+    stain = np.zeros((80, 80), bool)
+    stain[20:60, 20:60] = True
+    hole = np.zeros_like(stain)
+    hole[32:46, 32:46] = True
+    image = np.full((80, 80, 3), 210, np.uint8)
+    image[stain] = 50  # a dark square stain on a light blade
+    punched = np.where(stain & ~hole, 1, 0).astype(np.uint8)
+    assert _stain_signals(image, punched)["holes"] > 0.05  # the teacher punched a hole
+    ring = image.copy()
+    ring[hole] = 210  # the stain itself is a ring: the same mask is right
+    assert _stain_signals(ring, punched)["holes"] == 0.0
+    exact = stain.astype(np.uint8)
+    assert _stain_signals(image, exact)["spill"] == 0.0
+    filled = np.zeros((80, 80), np.uint8)
+    filled[10:70, 10:70] = 1  # the whole box: the blade around the stain included
+    assert _stain_signals(image, filled)["spill"] > 0.4
+    # without the image, every gap of the closed outline counts, as before
+    boxes = np.array([[10, 10, 70, 70]], np.float32)
+    alone = review_image(punched, boxes, np.array([0]), ["dirt", "damage"],
+                         DoubtSettings(normalise="raw"))  # fmt: skip
+    assert alone.boxes[0].signals["holes"] > 0.05

@@ -171,11 +171,11 @@ def _signal_text(
     elif name == "fragmentation":
         text = f"mask in {b.pieces} pieces"
     elif name == "holes":
-        text = f"holes or bites: {v:.0%} of the mask's outline left out"
+        text = f"holes or bites of the defect's colour: {v:.0%} of the mask's outline"
     elif name == "offset":
         text = f"mask sits off the box's centre (offset {v:.2f})"
     elif name == "spill":
-        text = f"{v:.0%} of the mask's regions lie outside the box"
+        text = f"{v:.0%} of the mask's regions lie outside the box or on background"
     elif name == "appearance":
         text = f"mask and the colours around it disagree (IoU {1 - v:.2f})"
     elif name == "teacher":

@@ -8,10 +8,12 @@ measurements, each turned into a *signal*: a number in ``[0, 1]``, 0 = nothing s
 - ``extent``: the share of the box spanned by the mask's own bounding box (a mask that lost
   its thin parts spans a corner; a spill or the box's background spans all of it).
 - ``fragmentation``: ``1 − 1/n`` for a mask in ``n`` pieces (8-connected) inside the box.
-- ``holes``: the share of the mask's closed outline that the mask leaves out (holes and
-  bites).
+- ``holes``: the share of the mask's closed outline that the mask leaves out where the
+  image has the mask's colour (holes and bites; a concavity showing the background is the
+  defect's own shape). Without the image, every gap counts.
 - ``offset``: how far the mask's bounding box sits from the box's centre (a shifted mask).
-- ``spill``: the share of the pixels of the mask's regions that lie outside the box.
+- ``spill``: the share of the pixels of the mask's regions that lie outside the box or,
+  inside it, have the background's colour (the mask's one-pixel rim left out).
 - ``appearance``: ``1 − IoU`` of the mask and the pixels around it whose colour is nearer the
   mask's mean colour than its surroundings' (a mask of the wrong object, or shifted).
 - ``teacher``: ``1 − score`` of the teacher's own score for the box (predicted IoU,
@@ -105,6 +107,8 @@ DEFAULT_BOX_MEAN = 2.0
 
 NORMALISATIONS = ("rank", "raw")
 
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
 
 @dataclass(frozen=True)
 class DoubtSettings:
@@ -117,9 +121,8 @@ class DoubtSettings:
         power: ``p`` of the power mean that combines a box's signals (1: weighted mean).
         box_mean: weight of the mean of an image's box scores against its worst box's
             (image score ``(worst + box_mean · mean) / (1 + box_mean)``; 0: the worst box
-            alone). Issue 22's benchmark: with 2, an image with several doubtful boxes
-            leads one with a single one, and spill and empty masks are found as well as by
-            the teacher's score.
+            alone). With 2, an image with several doubtful boxes leads one with a single
+            one; issue 22's benchmark, fitting it with the weights, chose 1 or 2.
         per_class_min: a class with fewer boxes than this in the split is ranked among all
             boxes instead of its own.
         low: raw mode: coverage below this share of the box counts as too little.
@@ -260,9 +263,11 @@ def _shape(
     components: np.ndarray,
     box: tuple[int, int, int, int],
     margin: float,
-) -> tuple[float, float, float, float]:
-    """``extent``, ``holes``, ``offset`` and ``spill`` of a non-empty mask ``region`` of
-    ``box`` (``full``: the class's whole-image mask, ``components``: its regions)."""
+) -> tuple[float, np.ndarray, int, float, tuple[int, int]]:
+    """``extent``, the *gaps* (box-sized: what filling the holes and a small closing add to
+    the mask), the closed outline's area, ``offset``, and the pixels of the mask's regions
+    outside the box and in all, of a non-empty mask ``region`` of ``box`` (``full``: the
+    class's whole-image mask, ``components``: its regions)."""
     x0, y0, x1, y1 = box
     bw, bh = x1 - x0, y1 - y0
     ys, xs = np.nonzero(region)
@@ -270,7 +275,6 @@ def _shape(
     extent = float((mx1 - mx0) * (my1 - my0) / (bw * bh))
     cx, cy = (mx0 + mx1) / 2 / bw - 0.5, (my0 + my1) / 2 / bh - 0.5
     offset = float(min(1.0, 2 * max(abs(cx), abs(cy))))
-    # holes: what a hole filling and a small closing add to the mask
     r = max(1, round(0.12 * math.sqrt(bw * bh)))
     padded = np.pad(region.astype(np.uint8), r + 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
@@ -278,23 +282,23 @@ def _shape(
     contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     filled = np.zeros_like(closed)
     cv2.drawContours(filled, contours, -1, 1, -1)
-    area = int(np.count_nonzero(region))
-    holes = float(max(0.0, 1.0 - area / max(1, int(np.count_nonzero(filled)))))
+    outline = filled[r + 1 : r + 1 + bh, r + 1 : r + 1 + bw] > 0
+    gaps = outline & ~region
     # spill: the pixels of the mask's regions outside the box grown by margin
     ids = np.unique(components[y0:y1, x0:x1][region])
     touching = np.isin(components, ids) & full
     m = math.ceil(margin)
     inside = int(np.count_nonzero(touching[max(0, y0 - m) : y1 + m, max(0, x0 - m) : x1 + m]))
     total = int(np.count_nonzero(touching))
-    spill = float(1.0 - inside / max(1, total))
-    return extent, holes, offset, spill
+    return extent, gaps, max(1, int(np.count_nonzero(outline))), offset, (total - inside, total)
 
 
 def _appearance(
     image: np.ndarray, full: np.ndarray, box: tuple[int, int, int, int]
-) -> float | None:
+) -> tuple[float, np.ndarray] | None:
     """``1 − IoU`` of the mask and its colour-nearest pixels (CIELAB) in the box grown by a
-    quarter (``image``: RGB ``uint8``)."""
+    quarter (``image``: RGB ``uint8``), and which of the box's pixels have the mask's
+    colour; ``None`` where the window is all mask or has none."""
     x0, y0, x1, y1 = box
     h, w = full.shape
     gx, gy = (x1 - x0) // 4 + 2, (y1 - y0) // 4 + 2
@@ -305,7 +309,8 @@ def _appearance(
     pixels = lab_image(image[wy0:wy1, wx0:wx1])  # the window only: photos are large
     mean_in, mean_out = pixels[inside].mean(axis=0), pixels[~inside].mean(axis=0)
     nearer = ((pixels - mean_in) ** 2).sum(-1) < ((pixels - mean_out) ** 2).sum(-1)
-    return 1.0 - iou(nearer, inside)
+    alike = nearer[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
+    return 1.0 - iou(nearer, inside), alike
 
 
 def lab_image(image: np.ndarray) -> np.ndarray:
@@ -365,12 +370,25 @@ def box_signals(
         extent = None
         if pieces > 0:
             box_px = (x0, y0, x1, y1)
-            extent, holes, offset, spill = _shape(region, full, comps, box_px, settings.margin)
+            extent, gaps, outline, offset, (outside, total) = _shape(
+                region, full, comps, box_px, settings.margin
+            )
             signals["extent"] = max(0.0, 1.0 - extent / settings.low_extent)
             signals["fragmentation"] = 1.0 - 1.0 / pieces
-            signals["holes"], signals["offset"], signals["spill"] = holes, offset, spill
-            if image is not None:
-                signals["appearance"] = _appearance(image, full, box_px)
+            signals["offset"] = offset
+            looks = None if image is None else _appearance(image, full, box_px)
+            if looks is not None:
+                appearance, alike = looks
+                signals["appearance"] = appearance
+                # a gap of the mask's colour is a hole, one of the background's is the
+                # defect's own shape; the mask's pixels of the background's colour spilled
+                # (the mask's one-pixel rim is left out of both: edges blur)
+                core = cv2.erode(region.astype(np.uint8), _CROSS, borderValue=1) > 0
+                near = cv2.dilate(region.astype(np.uint8), _CROSS) > 0
+                gaps &= alike & ~near
+                outside += int(np.count_nonzero(core & ~alike))
+            signals["holes"] = float(np.count_nonzero(gaps) / outline)
+            signals["spill"] = min(1.0, outside / max(1, total))
         if score is not None:
             signals["teacher"] = float(np.clip(1.0 - score, 0.0, 1.0))
         if agreement is not None:
