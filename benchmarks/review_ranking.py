@@ -61,7 +61,7 @@ from boxes2pixels.review import (
     measure_image,
     rank_measured,
 )
-from boxes2pixels.review.signals import BOX_SIGNALS, DEFAULT_BOX_MEAN
+from boxes2pixels.review.settings import BOX_SIGNALS, DEFAULT_BOX_MEAN
 
 NAMES = ["dirt", "damage"]
 TUNED = [s for s in BOX_SIGNALS if s != "disagreement"]

@@ -1,8 +1,10 @@
 """The review queue: point people at the pseudo-masks least worth trusting (``b2p review``).
 
-Modules: :mod:`.signals` (the doubt signals and the documented score), :mod:`.model` (a
-model's confidence map and possible missed defects), :mod:`.scores` (the teacher's recorded
-per-box scores), :mod:`.queue` (ranking a split; ``queue.csv`` / ``queue.json``),
+Modules: :mod:`.settings` (the signals' weights and thresholds), :mod:`.signals` (the doubt
+signals, measured per box), :mod:`.doubt` (ranks in the split and the documented score),
+:mod:`.model` (a model's confidence map and possible missed defects), :mod:`.scores` (the
+teacher's recorded per-box scores), :mod:`.reasons` (why, in words), :mod:`.queue`
+(ranking a split; ``queue.csv`` / ``queue.json``),
 :mod:`.gallery` (the HTML gallery), :mod:`.bundle` (images + COCO for CVAT / Label Studio)
 and :mod:`.run` (``review_dataset``: all of it). Corrections come back through
 ``b2p label --corrections`` (:mod:`boxes2pixels.label.corrections`).
@@ -11,6 +13,7 @@ and :mod:`.run` (``review_dataset``: all of it). Corrections come back through
 from __future__ import annotations
 
 from .bundle import write_bundle
+from .doubt import Calibration, calibrate, doubt_score
 from .gallery import gallery_document, write_gallery
 from .model import MissedDefect, ModelView, missed_defects, model_view
 from .queue import (
@@ -26,16 +29,7 @@ from .queue import (
 )
 from .run import ReviewResult, review_dataset
 from .scores import teacher_scores
-from .signals import (
-    DEFAULT_POWER,
-    DEFAULT_WEIGHTS,
-    SIGNALS,
-    Calibration,
-    DoubtSettings,
-    calibrate,
-    doubt_score,
-    parse_weights,
-)
+from .settings import DEFAULT_POWER, DEFAULT_WEIGHTS, SIGNALS, DoubtSettings, parse_weights
 
 __all__ = [
     "DEFAULT_POWER",

@@ -21,7 +21,7 @@ from ..reporting import Document, Picture, enlarge, fit_height, labelled_row, pn
 from ..reporting import write_document as _write_document
 from .model import model_view
 from .queue import ImageReview, ReviewQueue
-from .signals import SIGNALS
+from .settings import SIGNALS
 
 GALLERY_STEM = "gallery"
 _TILE_MIN, _TILE_MAX = 240, 420  # tile height range in pixels

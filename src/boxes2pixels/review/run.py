@@ -14,7 +14,7 @@ from .bundle import check_bundle, remove_bundle, write_bundle
 from .gallery import gallery_document, write_gallery
 from .queue import ReviewQueue, describe_model, review_split
 from .scores import teacher_scores
-from .signals import DoubtSettings
+from .settings import DoubtSettings
 
 BUNDLE_DIR = "correct"
 
