@@ -5,6 +5,7 @@ Modules, one job each:
 - :mod:`.losses`: asymmetric Dice, self-correcting cross-entropy, ``DistillationLoss``;
 - :mod:`.ema`: ``ModelEMA``, the weight average used for validation and ``best/``;
 - :mod:`.loop`: ``Distiller``, the epoch loop;
+- :mod:`.loaders`: the training loader and the validation passes' loaders;
 - :mod:`.state`: ``TrainState`` (the loop's counters, saved in ``last.ckpt``), ``FitResult``;
 - :mod:`.checkpoint`: the run directory, ``last.ckpt`` save/load, RNG state, ``best/``;
 - :mod:`.ddp`: process-group setup and the collectives under ``torchrun``;

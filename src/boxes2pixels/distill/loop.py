@@ -16,8 +16,6 @@ across ranks with confusion matrices summed, and only rank 0 writing files.
 from __future__ import annotations
 
 import math
-import multiprocessing
-import sys
 import time
 import warnings
 from collections.abc import Sized
@@ -29,10 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..config import TrainConfig
-from ..data.dataset import ValidationWindows
 from ..errors import Boxes2PixelsError
 from ..inference import plan_inference, segment
 from ..inference.precision import autocast, resolve_precision
@@ -50,6 +47,8 @@ from .checkpoint import (
 )
 from .ddp import DDPContext
 from .ema import ModelEMA
+from .loaders import ValidationPasses, training_loader
+from .loaders import worker_context as worker_context  # importable here, as before
 from .losses import DistillationLoss, LossOutput
 from .progress import EpochProgress, epoch_progress, log_tensorboard, open_tensorboard
 from .state import EpochTotals, FitResult, TrainState
@@ -183,7 +182,7 @@ class Distiller:
         state = TrainState()
         if resume_from is not None:
             state = load_checkpoint(resume_from, parts.stateful(), cfg, ddp)
-        val = _Validation.build(val_data, cfg, ddp)
+        val = ValidationPasses.build(val_data, cfg, ddp)
         writer = open_tensorboard(run, state.step) if ddp.is_main else None
         try:
             show = cfg.progress and ddp.is_main
@@ -210,7 +209,7 @@ class Distiller:
         if not params:
             raise Boxes2PixelsError("the student has no trainable parameters")
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        train_loader, generator = _train_loader(train_data, cfg, self.ddp)
+        train_loader, generator = training_loader(train_data, cfg, self.ddp)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer, T_max=max(1, cfg.epochs * len(train_loader))
         )
@@ -243,7 +242,7 @@ class Distiller:
         parts: _Parts,
         state: TrainState,
         epoch: int,
-        val: _Validation,
+        val: ValidationPasses,
         progress: EpochProgress,
         writer: Any,
     ) -> None:
@@ -414,32 +413,6 @@ class Distiller:
         return row
 
 
-@dataclass
-class _Validation:
-    """The validation passes of a run.
-
-    ``per_epoch`` gives the score of every epoch (best epoch, early stopping): the sample of
-    windows when ``sampled``, else every photo (tiled with ``crop_size``). ``full`` is the
-    tiled pass over every photo that a sampled run adds every ``val_full_every`` epochs and
-    at the end."""
-
-    per_epoch: DataLoader | None
-    full: DataLoader | None
-    sampled: bool
-    photos: int
-
-    @classmethod
-    def build(cls, data: Dataset | None, config: TrainConfig, ddp: DDPContext) -> _Validation:
-        if data is None:
-            return cls(None, None, False, 0)
-        full = _val_loader(data, config, ddp)
-        photos = len(data)  # type: ignore[arg-type]
-        if not config.crop_size or not config.val_windows:
-            return cls(full, None, False, photos)
-        windows = ValidationWindows(data, config.crop_size, config.val_windows, config.seed)
-        return cls(_val_loader(windows, config, ddp, stacks=True), full, True, photos)
-
-
 def _same_columns(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows with the union of their columns (in order of appearance), missing cells
     None: a run resumed from an older version's checkpoint adds columns."""
@@ -461,57 +434,6 @@ def _fit_result(state: TrainState, run: Path) -> FitResult:
     )
 
 
-# ---------------------------------------------------------------------------------- loaders
-def worker_context(data: Dataset, workers: int) -> multiprocessing.context.BaseContext | None:
-    """How the loader starts its workers: PyTorch's default, except in a process on Linux
-    that has loaded OpenVINO (``b2p label``'s encoder, an exported student), where workers
-    come from a fork server (the dataset must then be picklable, as it must on macOS and
-    Windows) that imports the dataset's module once.
-
-    In the test suite, forked workers (one of them failing) after OpenVINO had run
-    MobileSAM's encoder crashed the interpreter in the next PyTorch convolution: the exit of a
-    child process, handled by the SIGCHLD handler in Python that PyTorch installs for its
-    workers, is what set it off. A fork server's workers are not this process's children.
-    The preload list is the fork server's, process-wide; it takes effect when the server
-    starts (the first loader that uses it).
-    """
-    if workers == 0 or "openvino" not in sys.modules or sys.platform != "linux":
-        return None
-    source = getattr(data, "dataset", data)  # a Subset (validation under DDP) wraps it
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["torch", type(source).__module__])
-    return context
-
-
-def _train_loader(
-    data: Dataset, config: TrainConfig, ddp: DDPContext
-) -> tuple[DataLoader, torch.Generator]:
-    """Shuffled batches of ``data`` (this process's shard under DDP) and the generator that
-    the loop reseeds every epoch; ``batch`` windows per batch, also when each item is a stack
-    of ``windows_per_image`` windows."""
-    generator = torch.Generator()
-    sampler: Any
-    if ddp.distributed:
-        sampler = DistributedSampler(
-            data, num_replicas=ddp.world_size, rank=ddp.rank, shuffle=True, seed=config.seed
-        )
-    else:
-        sampler = RandomSampler(data, generator=generator)
-    # with windows_per_image K, each item is K windows of one photo: batch / K photos a step
-    per_item = getattr(data, "windows_per_image", 1)
-    loader = DataLoader(
-        data,
-        batch_size=max(1, config.batch // per_item),
-        sampler=sampler,
-        num_workers=config.workers,
-        multiprocessing_context=worker_context(data, config.workers),
-        pin_memory=ddp.device.type == "cuda",
-        drop_last=False,
-        generator=generator,
-    )
-    return loader, generator
-
-
 def _tiled_labels(model: nn.Module, images: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     """Label maps (B×H×W) of ``uint8`` images B×3×H×W, each segmented at its own resolution
     as ``b2p predict`` will run the model (tiled with ``crop_size`` windows)."""
@@ -519,27 +441,3 @@ def _tiled_labels(model: nn.Module, images: torch.Tensor, config: TrainConfig) -
     arrays = [image.permute(1, 2, 0).numpy() for image in images]
     maps = segment(model, arrays, plan, batch_size=config.batch).labels
     return torch.from_numpy(np.stack(maps))
-
-
-def _val_loader(
-    data: Dataset, config: TrainConfig, ddp: DDPContext, stacks: bool = False
-) -> DataLoader:
-    """Batches of ``data`` in order; under DDP every ``world_size``-th item from ``rank``.
-    With ``crop_size`` the items are whole images of any size: one per batch; ``stacks``:
-    items of ``val_windows`` windows each, as many per batch as make about ``batch``
-    windows."""
-    if ddp.distributed:
-        n = len(data)  # type: ignore[arg-type]
-        data = Subset(data, list(range(ddp.rank, n, ddp.world_size)))
-    if stacks:
-        batch = max(1, config.batch // max(1, config.val_windows))
-    else:
-        batch = 1 if config.crop_size else config.batch
-    return DataLoader(
-        data,
-        batch_size=batch,
-        shuffle=False,
-        num_workers=config.workers,
-        multiprocessing_context=worker_context(data, config.workers),
-        pin_memory=ddp.device.type == "cuda",
-    )
