@@ -307,9 +307,10 @@ def import_corrections(
     Raises:
         DatasetError: an unreadable source, a file that is not a PNG mask, a file that fits
             several images or an image that two files correct, a mask of the wrong size or
-            with values outside the dataset's classes.
-        WriteError: the disk cannot take the masks or the record.
-        Either way no correction is recorded and the masks folder is as it was.
+            with values outside the dataset's classes. No correction is recorded and the
+            masks folder is as it was.
+        WriteError: the disk cannot take the masks or the record; likewise nothing is
+            recorded and the masks folder is as it was.
     """
     source, out = Path(source), Path(out)
     items = {item.key: item for item in work_items(ds, splits, None)}

@@ -38,6 +38,12 @@ def sam2_config(model_type: str, version: str = "2.1") -> str:
 class Sam2Teacher(SamTeacher):
     """Box-prompted SAM 2.1 (or SAM 2.0) from the ``sam2`` package.
 
+    ``device``, ``precision``, ``multimask``, ``clip_margin``, ``min_area``, ``box_batch``,
+    ``expected_sha256`` and ``runtime`` are as for
+    :class:`~boxes2pixels.teachers.sam.SamTeacher` (the encoder runs in PyTorch: ``auto``
+    means ``torch``, ``openvino`` is an error). As in the ``sam2`` image predictor, a
+    single-mask answer that is not stable falls back to the best of the three candidates.
+
     Args:
         checkpoint: local path or ``hf://`` address of an official checkpoint
             (``sam2.1_hiera_tiny.pt``, ``…_small.pt``, ``…_base_plus.pt``, ``…_large.pt``;
@@ -46,11 +52,6 @@ class Sam2Teacher(SamTeacher):
             the checkpoint.
         version: ``"2.1"`` or ``"2.0"`` (the config family); ``None`` reads it from the
             checkpoint (SAM 2.1 files have extra object-pointer weights).
-        device, precision, multimask, clip_margin, min_area, box_batch, expected_sha256,
-            runtime: as for :class:`~boxes2pixels.teachers.sam.SamTeacher` (the encoder runs
-            in PyTorch: ``auto`` means ``torch``, ``openvino`` is an error). As in the
-            ``sam2`` image predictor, a single-mask answer that is not stable falls back to
-            the best of the three candidates.
     """
 
     name = "sam2"

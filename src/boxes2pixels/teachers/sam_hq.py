@@ -22,6 +22,12 @@ from .sam import SamTeacher
 class SamHqTeacher(SamTeacher):
     """Box-prompted HQ-SAM (module ``segment_anything_hq``).
 
+    ``device``, ``precision``, ``multimask``, ``clip_margin``, ``min_area``, ``box_batch``,
+    ``expected_sha256`` and ``runtime`` are as for
+    :class:`~boxes2pixels.teachers.sam.SamTeacher` (the encoder runs in PyTorch: ``auto``
+    means ``torch``, ``openvino`` is an error). HQ-SAM's decoder already picks its best
+    candidate, so ``multimask`` changes which SAM mask is mixed in.
+
     Args:
         checkpoint: local path or ``hf://`` address of an official HQ-SAM state dict
             (``sam_hq_vit_b.pth``, ``sam_hq_vit_l.pth``, ``sam_hq_vit_h.pth``,
@@ -30,11 +36,6 @@ class SamHqTeacher(SamTeacher):
             encoder); ``None`` reads it from the checkpoint.
         hq_token_only: use only the HQ token's mask (default: the SAM mask plus the HQ
             mask's logits, HQ-SAM's own default for box prompts).
-        device, precision, multimask, clip_margin, min_area, box_batch, expected_sha256,
-            runtime: as for :class:`~boxes2pixels.teachers.sam.SamTeacher` (the encoder runs
-            in PyTorch: ``auto`` means ``torch``, ``openvino`` is an error). HQ-SAM's decoder
-            already picks its best candidate, so ``multimask`` changes which SAM mask is
-            mixed in.
     """
 
     name = "sam-hq"
