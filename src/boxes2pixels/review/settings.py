@@ -30,9 +30,9 @@ SHAPE_SIGNALS = ("extent", "fragmentation", "holes", "offset", "spill", "appeara
 
 #: Default weights: a regularised choice checked on generated teacher errors
 #: (``python benchmarks/review_ranking.py``; see docs/review.md). The weights fitted on all
-#: generated error models (``--fit``) lean on the generated teacher score (weight 4, power
-#: 4) and ranked the imitation teacher, which records no score, worse (top-20 mean IoU
-#: 0.27 against 0.18 with these), so these stay closer to equal: each signal keeps a voice.
+#: generated error models (``--fit``) lean on the generated teacher score (weight 4) and
+#: ranked the imitation teacher, which records no score, worse (top-20 mean IoU 0.056
+#: against 0.038 with these), so these stay closer to equal: each signal keeps a voice.
 #: ``disagreement`` (not measurable on the generated teachers) counts double.
 DEFAULT_WEIGHTS: dict[str, float] = {
     "coverage": 1.0,
