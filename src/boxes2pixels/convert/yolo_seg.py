@@ -1,0 +1,148 @@
+"""Label maps to and from YOLO-seg (Ultralytics): one line ``k x1 y1 x2 y2 …`` per component,
+the outline normalised by the image size (as Ultralytics' own
+``convert_segment_masks_to_yolo_seg`` writes it), and the dataset folder with its ``data.yaml``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..data.labelmaps import label_regions
+from ..errors import WriteError
+from .common import _check_label_map
+from .polygons import instance_outlines
+
+
+def mask_to_yolo_seg(label_map: np.ndarray, num_names: int | None = None) -> list[str]:
+    """YOLO-seg label lines ``k x1 y1 …`` (normalised, 6 decimals) of a label map.
+
+    One line per outer outline of each connected component; value ``k + 1`` gives class ``k``.
+    ``num_names`` (when given) checks that every value has a class. An outline without
+    width or height (a lone pixel, a perfectly straight 1-px line) encloses nothing as a
+    polygon and is left out, as Ultralytics' own converter leaves it out; COCO RLE keeps it.
+    """
+    if num_names is not None:
+        _check_label_map(label_map, num_names, "label map")
+    height, width = label_map.shape
+    lines = []
+    for instance in label_regions(label_map):
+        for outline in instance_outlines(instance):
+            if np.ptp(outline[:, 0]) == 0 or np.ptp(outline[:, 1]) == 0:
+                continue
+            coords = (outline / np.array([width, height])).reshape(-1)
+            lines.append(f"{instance.value - 1} " + " ".join(f"{c:.6f}" for c in coords))
+    return lines
+
+
+def yolo_seg_to_mask(lines: Sequence[str], width: int, height: int) -> np.ndarray:
+    """Rasterise YOLO-seg lines back into a label map (``cv2.fillPoly``, as Ultralytics does).
+
+    Lines are painted in order; value ``k + 1`` for class ``k``.
+    """
+    label_map = np.zeros((height, width), dtype=np.uint8)
+    for line in lines:
+        fields = line.split()
+        if not fields:
+            continue
+        points = np.asarray([float(v) for v in fields[1:]], dtype=np.float64).reshape(-1, 2)
+        pixels = np.round(points * np.array([width, height])).astype(np.int32)
+        cv2.fillPoly(label_map, [pixels], color=int(float(fields[0])) + 1)
+    return label_map
+
+
+def yolo_seg_data_yaml(names: Sequence[str], splits: Sequence[str]) -> dict[str, Any]:
+    """An Ultralytics ``data.yaml`` dict for a dataset written in this folder's layout.
+
+    ``path: .`` is resolved against the yaml file's folder by :func:`load_data_yaml`; pass
+    the absolute folder when Ultralytics reads it (it resolves a relative ``path`` against its
+    own datasets folder), as :func:`write_yolo_seg` does.
+    """
+    out: dict[str, Any] = {"path": "."}
+    for split in splits:
+        out[split] = f"images/{split}"
+    out["names"] = {k: str(n) for k, n in enumerate(names)}
+    return out
+
+
+def copy_file_atomic(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` (metadata too) through :func:`~boxes2pixels.io.atomic_path`,
+    checking that every byte arrived.
+
+    Raises:
+        WriteError: the disk cannot take the file or the copy came out short (``target`` is
+            unchanged).
+    """
+    import shutil
+
+    from ..io import atomic_path
+
+    with atomic_path(target) as tmp:
+        shutil.copy2(source, tmp)
+        expected, written = source.stat().st_size, tmp.stat().st_size
+        if written != expected:
+            raise WriteError(
+                f"{target}: cannot copy {source}: {written} of {expected} bytes reached the "
+                "disk. Nothing half-written is left behind; make room and run the command again."
+            )
+
+
+def _place_image(image: Path, target: Path, copy: bool) -> None:
+    """Put ``image`` at ``target``: a symbolic link to it, or (``copy``, or where the file
+    system refuses links) a copy (:func:`copy_file_atomic`)."""
+    if not copy:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        try:
+            target.symlink_to(image.resolve())
+            return
+        except OSError:
+            pass
+    copy_file_atomic(image, target)
+
+
+def write_yolo_seg(
+    out_dir: str | Path,
+    items: Iterable[tuple[str, str, Path, np.ndarray]],
+    names: Sequence[str],
+    *,
+    copy_images: bool = False,
+) -> Path:
+    """Write an Ultralytics segmentation dataset: ``images/``, ``labels/``, ``data.yaml``.
+
+    Args:
+        out_dir: the dataset folder to write.
+        items: ``(split, relative_name, image_path, label_map)`` for each image (a list or
+            a generator: one label map is held at a time);
+            ``relative_name`` (e.g. ``sub/a.jpg``) places the image at
+            ``images/<split>/<relative_name>`` and its labels at ``labels/<split>/sub/a.txt``.
+        names: YOLO class names.
+        copy_images: copy the images; by default they are symbolic links to the originals
+            (copied where the file system refuses links).
+
+    Returns:
+        The written ``data.yaml`` (``path`` is the absolute dataset folder, so Ultralytics
+        finds it from any working directory).
+    """
+    import yaml
+
+    from ..io import write_text_atomic
+
+    out = Path(out_dir).resolve()
+    splits: list[str] = []
+    for split, name, image_path, label_map in items:
+        if split not in splits:
+            splits.append(split)
+        _place_image(Path(image_path), out / "images" / split / name, copy_images)
+        lines = mask_to_yolo_seg(label_map, len(names))
+        label_file = (out / "labels" / split / name).with_suffix(".txt")
+        write_text_atomic(label_file, "".join(line + "\n" for line in lines))
+    config = yolo_seg_data_yaml(names, splits)
+    config["path"] = str(out)
+    yaml_path = out / "data.yaml"
+    write_text_atomic(yaml_path, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return yaml_path
