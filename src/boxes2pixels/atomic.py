@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -211,3 +212,21 @@ def remove_stale_temps(folder: str | Path, older_than: float = STALE_AFTER_S) ->
             except FileNotFoundError:
                 continue  # renamed or removed by its writer meanwhile
     return removed
+
+
+def copy_file_atomic(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` (metadata too) through :func:`atomic_path`,
+    checking that every byte arrived.
+
+    Raises:
+        WriteError: the disk cannot take the file or the copy came out short (``target`` is
+            unchanged).
+    """
+    with atomic_path(target) as tmp:
+        shutil.copy2(source, tmp)
+        expected, written = source.stat().st_size, tmp.stat().st_size
+        if written != expected:
+            raise WriteError(
+                f"{target}: cannot copy {source}: {written} of {expected} bytes reached the "
+                "disk. Nothing half-written is left behind; make room and run the command again."
+            )

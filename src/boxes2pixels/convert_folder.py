@@ -23,11 +23,11 @@ from PIL import Image
 from .convert import (
     ENCODINGS,
     LS_IMAGE_URL,
-    _place_image,
     coco_dataset,
     coco_image,
     label_studio_config,
     label_studio_task,
+    place_image,
     write_yolo_seg,
 )
 from .data.labelmaps import read_mask
@@ -319,7 +319,7 @@ def convert_masks(
         tasks = []
         for name_split, plan in plans.items():
             for rel, image, label_map in _pairs(dataset, name_split, plan, summary):
-                _place_image(image, out / "images" / name_split / rel, copy_images)
+                place_image(image, out / "images" / name_split / rel, copy_images)
                 name = f"{name_split}/{rel}"
                 tasks.append(label_studio_task(name, label_map, dataset.names, image_url=image_url))
                 summary.instances += len(tasks[-1]["predictions"][0]["result"])
@@ -331,7 +331,7 @@ def convert_masks(
         entries, annotations = [], []
         for rel, image, label_map in _pairs(dataset, name_split, plan, summary):
             if to == "cvat":
-                _place_image(image, out / "images" / name_split / rel, copy_images)
+                place_image(image, out / "images" / name_split / rel, copy_images)
             entry, anns = coco_image(
                 len(entries) + 1, rel, label_map, dataset.names, len(annotations) + 1, encoding
             )

@@ -49,10 +49,9 @@ from .label_studio import (
     label_studio_to_masks,
 )
 from .polygons import instance_outlines, pixel_polygons, polygon_area
-from .yolo_seg import _place_image as _place_image
 from .yolo_seg import (
-    copy_file_atomic,
     mask_to_yolo_seg,
+    place_image,
     write_yolo_seg,
     yolo_seg_data_yaml,
     yolo_seg_to_mask,
@@ -70,7 +69,6 @@ __all__ = [
     "coco_dataset",
     "coco_image",
     "coco_to_masks",
-    "copy_file_atomic",
     "instance_annotation",
     "instance_outlines",
     "instance_polygons",
@@ -82,6 +80,7 @@ __all__ = [
     "mask_to_yolo_seg",
     "masks_to_coco",
     "pixel_polygons",
+    "place_image",
     "polygon_area",
     "write_yolo_seg",
     "yolo_seg_data_yaml",

@@ -12,8 +12,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..atomic import copy_file_atomic
 from ..data.labelmaps import label_regions
-from ..errors import WriteError
 from .common import _check_label_map
 from .polygons import instance_outlines
 
@@ -69,31 +69,9 @@ def yolo_seg_data_yaml(names: Sequence[str], splits: Sequence[str]) -> dict[str,
     return out
 
 
-def copy_file_atomic(source: Path, target: Path) -> None:
-    """Copy ``source`` to ``target`` (metadata too) through :func:`~boxes2pixels.io.atomic_path`,
-    checking that every byte arrived.
-
-    Raises:
-        WriteError: the disk cannot take the file or the copy came out short (``target`` is
-            unchanged).
-    """
-    import shutil
-
-    from ..io import atomic_path
-
-    with atomic_path(target) as tmp:
-        shutil.copy2(source, tmp)
-        expected, written = source.stat().st_size, tmp.stat().st_size
-        if written != expected:
-            raise WriteError(
-                f"{target}: cannot copy {source}: {written} of {expected} bytes reached the "
-                "disk. Nothing half-written is left behind; make room and run the command again."
-            )
-
-
-def _place_image(image: Path, target: Path, copy: bool) -> None:
+def place_image(image: Path, target: Path, copy: bool) -> None:
     """Put ``image`` at ``target``: a symbolic link to it, or (``copy``, or where the file
-    system refuses links) a copy (:func:`copy_file_atomic`)."""
+    system refuses links) a copy (:func:`~boxes2pixels.atomic.copy_file_atomic`)."""
     if not copy:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.unlink(missing_ok=True)
@@ -137,7 +115,7 @@ def write_yolo_seg(
     for split, name, image_path, label_map in items:
         if split not in splits:
             splits.append(split)
-        _place_image(Path(image_path), out / "images" / split / name, copy_images)
+        place_image(Path(image_path), out / "images" / split / name, copy_images)
         lines = mask_to_yolo_seg(label_map, len(names))
         label_file = (out / "labels" / split / name).with_suffix(".txt")
         write_text_atomic(label_file, "".join(line + "\n" for line in lines))

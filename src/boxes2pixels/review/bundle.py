@@ -39,8 +39,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
+from ..atomic import copy_file_atomic
 from ..convert import (
-    copy_file_atomic,
     label_studio_config,
     label_studio_task,
     masks_to_coco,
