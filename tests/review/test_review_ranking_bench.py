@@ -140,3 +140,21 @@ def test_holes_and_spill_look_at_the_image_colour() -> None:
     alone = review_image(punched, boxes, np.array([0]), ["dirt", "damage"],
                          DoubtSettings(normalise="raw"))  # fmt: skip
     assert alone.boxes[0].signals["holes"] > 0.05
+
+
+@pytest.mark.parametrize("r", [1, 3, 8, 13])
+def test_the_outline_closing_is_a_closing_by_a_euclidean_disk(r: int) -> None:
+    """The distance-transform closing behind ``holes`` (fast for the large boxes of
+    full-size photos) equals OpenCV's closing with an exact disk kernel."""
+    import cv2
+
+    from boxes2pixels.review.signals import _close
+
+    rng = np.random.default_rng(r)
+    noise = cv2.GaussianBlur(rng.random((80, 100)).astype(np.float32), (0, 0), 3)
+    mask = np.pad((noise > 0.52).astype(np.uint8), r + 1)
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disk = (xx**2 + yy**2 <= r * r).astype(np.uint8)
+    expected = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, disk, borderValue=0)
+    assert (expected > mask).any()  # the closing adds pixels: a test that can fail
+    assert np.array_equal(_close(mask, r), expected)

@@ -92,17 +92,27 @@ class BoxSignals:
     extent: float | None = None
 
 
+def _close(mask: np.ndarray, r: int) -> np.ndarray:
+    """The morphological closing of ``mask`` (``uint8``, padded by more than ``r``) by a
+    Euclidean disk of radius ``r``, through two distance transforms: the same as
+    ``cv2.morphologyEx`` with an elliptic kernel up to the disk's pixel rounding, and fast for
+    the large boxes of full-size photos (a 400-px kernel took 11 s, this 0.1 s)."""
+    grown = cv2.distanceTransform(1 - mask, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) <= r
+    return (cv2.distanceTransform(grown.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+            > r).astype(np.uint8)  # fmt: skip
+
+
 def _shape(
     region: np.ndarray,
-    full: np.ndarray,
     components: np.ndarray,
+    sizes: np.ndarray,
     box: tuple[int, int, int, int],
     margin: float,
 ) -> tuple[float, np.ndarray, int, float, tuple[int, int]]:
     """``extent``, the *gaps* (box-sized: what filling the holes and a small closing add to
     the mask), the closed outline's area, ``offset``, and the pixels of the mask's regions
-    outside the box and in all, of a non-empty mask ``region`` of ``box`` (``full``: the
-    class's whole-image mask, ``components``: its regions)."""
+    outside the box and in all, of a non-empty mask ``region`` of ``box`` (``components``:
+    the regions of the class's whole-image mask, ``sizes``: their pixel counts)."""
     x0, y0, x1, y1 = box
     bw, bh = x1 - x0, y1 - y0
     ys, xs = np.nonzero(region)
@@ -111,9 +121,7 @@ def _shape(
     cx, cy = (mx0 + mx1) / 2 / bw - 0.5, (my0 + my1) / 2 / bh - 0.5
     offset = float(min(1.0, 2 * max(abs(cx), abs(cy))))
     r = max(1, round(0.12 * math.sqrt(bw * bh)))
-    padded = np.pad(region.astype(np.uint8), r + 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, kernel)
+    closed = _close(np.pad(region.astype(np.uint8), r + 1), r)
     contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     filled = np.zeros_like(closed)
     cv2.drawContours(filled, contours, -1, 1, -1)
@@ -121,10 +129,10 @@ def _shape(
     gaps = outline & ~region
     # spill: the pixels of the mask's regions outside the box grown by margin
     ids = np.unique(components[y0:y1, x0:x1][region])
-    touching = np.isin(components, ids) & full
     m = math.ceil(margin)
-    inside = int(np.count_nonzero(touching[max(0, y0 - m) : y1 + m, max(0, x0 - m) : x1 + m]))
-    total = int(np.count_nonzero(touching))
+    near = components[max(0, y0 - m) : y1 + m, max(0, x0 - m) : x1 + m]
+    inside = int(np.count_nonzero(np.isin(near, ids)))
+    total = int(sizes[ids].sum())
     return extent, gaps, max(1, int(np.count_nonzero(outline))), offset, (total - inside, total)
 
 
@@ -180,15 +188,16 @@ def box_signals(
     """
     height, width = mask.shape
     sure = None if confidence is None else confidence >= settings.confident
-    components: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    components: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     out = []
     for i, (box, cls) in enumerate(zip(np.asarray(boxes, np.float64), classes, strict=True)):
         x0, y0, x1, y1 = box_pixel_ranges(box, height, width)
         value = int(cls) + 1
         if value not in components:
             full = mask == value
-            components[value] = (full, cv2.connectedComponents(full.astype(np.uint8), 8)[1])
-        full, comps = components[value]
+            comps = cv2.connectedComponents(full.astype(np.uint8), 8)[1]
+            components[value] = (full, comps, np.bincount(comps.ravel()))
+        full, comps, sizes = components[value]
         region = full[y0:y1, x0:x1]
         coverage = float(region.mean())
         pieces = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)[0] - 1
@@ -206,7 +215,7 @@ def box_signals(
         if pieces > 0:
             box_px = (x0, y0, x1, y1)
             extent, gaps, outline, offset, (outside, total) = _shape(
-                region, full, comps, box_px, settings.margin
+                region, comps, sizes, box_px, settings.margin
             )
             signals["extent"] = max(0.0, 1.0 - extent / settings.low_extent)
             signals["fragmentation"] = 1.0 - 1.0 / pieces
