@@ -367,3 +367,29 @@ def test_mobile_sam_and_sam_through_cli(tmp_path: Path, sam_checkpoint) -> None:
         assert manifest["teacher"]["checkpoint"] == str(ckpt)
         assert manifest["teacher"]["sha256"] == sha256_file(ckpt)
         assert manifest["splits"]["train"]["boxes"] == 2
+
+
+def test_without_splits_it_labels_train_and_val_where_the_dataset_defines_them(
+    tmp_path: Path, invoke_cli
+) -> None:
+    """A dataset of train and test only (as `b2p synth --val 0` writes): `b2p label` without
+    `--splits` labels train; asking for val by name is an error naming it; a dataset with
+    neither train nor val says to name the splits."""
+    from boxes2pixels.data.synth import generate_dataset
+
+    generate_dataset(tmp_path / "ds", train=3, val=0, test=2, size=(96, 64), seed=0)
+    data = tmp_path / "ds" / "data.yaml"
+    args = ("label", data, "--teacher", "box", "-q")
+    code, text = invoke_cli(*args, "--out", tmp_path / "masks")
+    assert code == 0, text
+    assert len(list((tmp_path / "masks" / "train").glob("*.png"))) == 3
+    assert not (tmp_path / "masks" / "test").exists()
+    code, text = invoke_cli(*args, "--out", tmp_path / "again", "--splits", "train,val")
+    assert code == 1 and "'val' is not defined" in text and str(data) in text
+    assert not list((tmp_path / "again").rglob("*.png"))
+    generate_dataset(tmp_path / "only-test", train=0, val=0, test=2, size=(96, 64), seed=0)
+    code, text = invoke_cli(
+        "label", tmp_path / "only-test" / "data.yaml", "--teacher", "box",
+        "--out", tmp_path / "none",
+    )  # fmt: skip
+    assert code == 1 and "neither 'train' nor 'val'" in text and "--splits" in text

@@ -46,8 +46,11 @@ def label_command(
         help="sam: vit_b | vit_l | vit_h; mobile-sam: vit_t; sam-hq: vit_b | vit_l | vit_h | "
         "vit_tiny; sam2: tiny | small | base_plus | large (default: read from the checkpoint).",
     ),
-    splits: str = typer.Option(
-        "train,val", "--splits", help="Comma-separated splits to label (train, val, test)."
+    splits: str | None = typer.Option(
+        None,
+        "--splits",
+        help="Comma-separated splits to label (train, val, test); a split the dataset does not "
+        "define is an error. Default: train and val, those of them the dataset defines.",
     ),
     device: OptionalDeviceOpt = None,
     precision: OptionalPrecisionOpt = None,
@@ -157,7 +160,7 @@ def label_command(
             data_yaml,
             load_teacher(teacher, **{k: v for k, v in options.items() if v is not None}),
             out,
-            splits=[s.strip() for s in splits.split(",") if s.strip()],
+            splits=None if splits is None else [s.strip() for s in splits.split(",") if s.strip()],
             overwrite=overwrite,
             strict=strict,
             shard=shard,

@@ -242,7 +242,7 @@ def label_dataset(
     teacher: Teacher | str,
     out: str | Path,
     *,
-    splits: Sequence[str] = ("train", "val"),
+    splits: Sequence[str] | None = None,
     overwrite: bool = False,
     strict: bool = False,
     shard: str | tuple[int, int] | None = None,
@@ -268,7 +268,8 @@ def label_dataset(
         teacher: a teacher object, or a registered name / ``'pkg.module:Class'`` (created with
             default options).
         out: output folder; must not lie inside the dataset's image or label folders.
-        splits: splits to label; a split the yaml does not define is an error.
+        splits: splits to label; a split the yaml does not define is an error. ``None``:
+            ``train`` and ``val``, those of them the yaml defines.
         overwrite: redo images whose mask already exists (default: skip them, i.e. resume;
             a mask that no part file records, e.g. after a power loss, is labelled again).
         strict: a bad label line or an unreadable image is an error instead of a warning.

@@ -84,8 +84,20 @@ def work_items(
     return items
 
 
-def check_splits(ds: YoloDataset, splits: Sequence[str]) -> list[str]:
-    """``splits`` without repeats; a split the dataset does not define raises ``DatasetError``."""
+DEFAULT_SPLITS = ("train", "val")
+"""What ``b2p label`` labels unless told: those of these the dataset defines."""
+
+
+def check_splits(ds: YoloDataset, splits: Sequence[str] | None) -> list[str]:
+    """``splits`` without repeats; a split the dataset does not define raises ``DatasetError``.
+    ``None``: those of :data:`DEFAULT_SPLITS` the dataset defines (an error if none)."""
+    if splits is None:
+        splits = [s for s in DEFAULT_SPLITS if s in ds.split_sources]
+        if not splits:
+            raise DatasetError(
+                f"{ds.yaml_path}: defines neither 'train' nor 'val' (defined: "
+                f"{', '.join(ds.splits) or 'none'}); name the splits to label with --splits"
+            )
     unique = list(dict.fromkeys(splits))
     for split in unique:
         if split not in ds.split_sources:
