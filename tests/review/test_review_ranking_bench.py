@@ -142,19 +142,23 @@ def test_holes_and_spill_look_at_the_image_colour() -> None:
     assert alone.boxes[0].signals["holes"] > 0.05
 
 
-@pytest.mark.parametrize("r", [1, 3, 8, 13])
-def test_the_outline_closing_is_a_closing_by_a_euclidean_disk(r: int) -> None:
-    """The distance-transform closing behind ``holes`` (fast for the large boxes of
-    full-size photos) equals OpenCV's closing with an exact disk kernel."""
+@pytest.mark.parametrize("r", [30, 60])
+def test_the_closing_of_a_large_box_runs_small_and_stays_close_to_the_exact_one(r: int) -> None:
+    """Above 24 px the outline closing behind ``holes`` runs on a smaller copy (OpenCV's time
+    grows with the kernel's area: seconds for boxes of full-size photos); it keeps the mask,
+    keeps a thin crack, and adds about what the exact closing adds."""
     import cv2
 
-    from boxes2pixels.review.signals import _close
+    from boxes2pixels.review.signals import _close, _ellipse
 
     rng = np.random.default_rng(r)
-    noise = cv2.GaussianBlur(rng.random((80, 100)).astype(np.float32), (0, 0), 3)
-    mask = np.pad((noise > 0.52).astype(np.uint8), r + 1)
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    disk = (xx**2 + yy**2 <= r * r).astype(np.uint8)
-    expected = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, disk, borderValue=0)
-    assert (expected > mask).any()  # the closing adds pixels: a test that can fail
-    assert np.array_equal(_close(mask, r), expected)
+    height, width = 8 * r, 10 * r
+    noise = cv2.GaussianBlur(rng.random((height, width)).astype(np.float32), (0, 0), r / 3)
+    mask = (noise > np.quantile(noise, 0.6)).astype(np.uint8)
+    cv2.line(mask, (0, height - 1), (width - 1, height // 2), 1, 1)  # a 1-px crack
+    mask = np.pad(mask, r + 1)
+    exact = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _ellipse(r)) > mask
+    closed = _close(mask, r)
+    fast = closed > mask
+    assert (closed >= mask).all() and exact.any()
+    assert (fast & exact).sum() / (fast | exact).sum() > 0.75  # 0.79–0.95 measured
