@@ -20,7 +20,7 @@ import numpy as np
 from ..data.labelmaps import IGNORE, Region, label_regions
 from ..errors import ConfigError, DatasetError
 from ..io import image_size
-from .common import IGNORE_NAME, _check_label_map
+from .common import IGNORE_NAME, _check_label_map, load_export
 from .polygons import pixel_polygons
 
 ENCODINGS = ("rle", "polygon")
@@ -261,16 +261,7 @@ def coco_to_masks(
     Raises:
         DatasetError: unreadable JSON, a missing field, or a category that fits no class.
     """
-    import json
-
-    where = str(coco_json) if isinstance(coco_json, (str, Path)) else "<COCO dict>"
-    if isinstance(coco_json, (str, Path)):
-        try:
-            data = json.loads(Path(coco_json).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{where}: cannot read COCO JSON ({exc})") from exc
-    else:
-        data = coco_json
+    data, where = load_export(coco_json, "COCO")
     try:
         values = _category_values(data.get("categories", []), names, where)
         maps: dict[str, np.ndarray] = {}

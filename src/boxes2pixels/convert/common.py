@@ -1,6 +1,11 @@
-"""What the format modules share: the name of exported ignore pixels and the label map check."""
+"""What the format modules share: the name of exported ignore pixels, the label map check
+and reading an annotation tool's JSON export."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,3 +25,18 @@ def _check_label_map(label_map: np.ndarray, num_names: int, where: str) -> None:
         raise DatasetError(
             f"{where}: label values {bad} have no class in names (1..{num_names} and 255 ignore)"
         )
+
+
+def load_export(source: Any, what: str) -> tuple[Any, str]:
+    """``source`` loaded (a path to a JSON file, or the already loaded data) and the name
+    that messages use for it (the path, or ``<what>``).
+
+    Raises:
+        DatasetError: the file cannot be read or is not JSON, naming it.
+    """
+    if not isinstance(source, (str, Path)):
+        return source, f"<{what}>"
+    try:
+        return json.loads(Path(source).read_text(encoding="utf-8")), str(source)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{source}: cannot read {what} JSON ({exc})") from exc

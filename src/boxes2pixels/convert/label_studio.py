@@ -11,7 +11,7 @@ import numpy as np
 
 from ..data.labelmaps import IGNORE
 from ..errors import DatasetError
-from .common import IGNORE_NAME, _check_label_map
+from .common import IGNORE_NAME, _check_label_map, load_export
 
 LS_FROM_NAME = "tag"
 """``from_name`` of the brush regions: the ``<BrushLabels name=…>`` of
@@ -233,14 +233,7 @@ def label_studio_to_masks(
     Raises:
         DatasetError: unreadable JSON, a label that is no class, a malformed region.
     """
-    import json
-
-    where = str(tasks) if isinstance(tasks, (str, Path)) else "<Label Studio tasks>"
-    if isinstance(tasks, (str, Path)):
-        try:
-            tasks = json.loads(Path(tasks).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{where}: cannot read Label Studio JSON ({exc})") from exc
+    tasks, where = load_export(tasks, "Label Studio")
     values = {str(n): k + 1 for k, n in enumerate(names)} | {IGNORE_NAME: IGNORE}
     maps: dict[str, np.ndarray] = {}
     try:
