@@ -141,6 +141,23 @@ def test_corrupt_image_is_skipped_and_reported(run_dir: Path, tmp_path: Path) ->
     assert recorded["skipped"][0]["image"].endswith("bad.jpg")
 
 
+def test_cli_predict_exits_1_when_no_image_could_be_read(run_dir: Path, tmp_path: Path) -> None:
+    """Every image unreadable is a failed run (a script must not take it for success), as an
+    empty folder is."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(b"x")
+    (src / "b.png").write_bytes(b"\x89PNG broken")
+    out = tmp_path / "out"
+    args = ["predict", str(run_dir), str(src), "--out", str(out), "--device", "cpu"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1, res.output
+    assert "no image could be read" in res.output and "a.jpg" in res.output
+    assert not list(out.glob("*.png"))
+    write_rgb(src / "good.png", _image(28, 28))  # one readable image: a run with skips
+    assert CliRunner().invoke(app, args).exit_code == 0
+
+
 def test_never_writes_into_the_source_folder(run_dir: Path, tmp_path: Path) -> None:
     src = tmp_path / "src"
     write_rgb(src / "a.png", _image(20, 20))

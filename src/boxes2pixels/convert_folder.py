@@ -33,13 +33,44 @@ from .convert import (
 from .data.labelmaps import read_mask
 from .data.yolo import YoloDataset, label_path_for, load_data_yaml
 from .errors import ConfigError, DatasetError, ImageReadError
-from .io import image_size, write_json_atomic, write_text_atomic
+from .io import image_size, remove_outputs, write_json_atomic, write_text_atomic
 
 FORMATS = ("yolo-seg", "coco", "cvat", "label-studio")
 DEFAULT_ENCODING = {"coco": "rle", "cvat": "polygon"}
 """COCO segmentation per format when none is asked for."""
 LS_TASKS = "tasks.json"
 LS_CONFIG = "label_config.xml"
+
+OUTPUTS = {
+    "yolo-seg": ("images", "labels", "data.yaml"),
+    "coco": ("annotations",),
+    "cvat": ("annotations", "images"),
+    "label-studio": ("images", LS_TASKS, LS_CONFIG),
+}
+"""What each format writes into the output folder (``--overwrite`` replaces these, and
+nothing else there)."""
+
+
+def prepare_output(out: Path, to: str, overwrite: bool) -> None:
+    """Refuse an output folder that already holds this format's outputs (an earlier
+    conversion's files would mix with this one's: a stale label file trains like a current
+    one), unless ``overwrite``, which removes them first; other files are kept.
+
+    Raises:
+        ConfigError: naming the folder and what is there.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    present = [name for name in OUTPUTS[to] if (out / name).exists() or (out / name).is_symlink()]
+    if present and not overwrite:
+        raise ConfigError(
+            f"--out {out} already holds {', '.join(present)} (an earlier conversion?): its "
+            "files would mix with this one's. Nothing was written; choose a new folder, or "
+            "pass --overwrite to replace them (other files there are kept)"
+        )
+    remove_outputs(out, present)
+
+
 _LISTED = 5  # file names a message lists before "and N more"
 
 
@@ -256,6 +287,7 @@ def convert_masks(
     encoding: str | None = None,
     copy_images: bool = False,
     image_url: str = LS_IMAGE_URL,
+    overwrite: bool = False,
 ) -> ConvertSummary:
     """Convert a folder of label-map PNGs for the images of ``data`` to another tool's format.
 
@@ -277,6 +309,8 @@ def convert_masks(
         image_url: Label Studio: prefix of each task's image reference (followed by
             ``<split>/<name>``); the default serves ``<out>/images/`` through Label Studio's
             local files with ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<out>/images``.
+        overwrite: replace an earlier conversion's outputs in ``out`` (:data:`OUTPUTS`);
+            without it, ``out`` holding any of them is an error.
 
     Images without a mask of their size are listed in ``skipped``, masks of no image in
     ``unmatched`` (a mask cannot be converted without its image: COCO names the image and
@@ -284,8 +318,8 @@ def convert_masks(
     no file (``empty_splits``).
 
     Raises:
-        ConfigError: unknown format or encoding, or ``out`` collides with the dataset or the
-            masks folder.
+        ConfigError: unknown format or encoding, ``out`` collides with the dataset or the
+            masks folder, or holds an earlier conversion's outputs without ``overwrite``.
         DatasetError: the dataset or the mask folders are unusable, or no image has a mask
             of its size (nothing is written).
     """
@@ -307,6 +341,7 @@ def convert_masks(
         raise _nothing_to_convert(masks, dataset, plans, folders, split)
     summary.empty_splits = [s for s, plan in plans.items() if not plan.pairs]
     plans = {s: plan for s, plan in plans.items() if plan.pairs}
+    prepare_output(out, to, overwrite)
     if to == "yolo-seg":
         items = (
             (name_split, rel, image, label_map)

@@ -81,7 +81,9 @@ def remove_outputs(folder: Path, names: Sequence[str]) -> None:
     ``--overwrite``); everything else in ``folder`` is left alone."""
     for name in names:
         target = folder / name
-        if target.is_dir():
+        if target.is_symlink():
+            target.unlink()  # a link, never what it points to
+        elif target.is_dir():
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()

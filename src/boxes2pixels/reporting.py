@@ -187,8 +187,12 @@ def write_document(
     stem: str = "report",
     files_dir: str = "report_files",
     with_html: bool = True,
+    prune: bool = False,
 ) -> list[Path]:
     """Write ``out/<stem>.md`` (pictures in ``out/<files_dir>/``) and ``out/<stem>.html``.
+
+    ``prune``: also remove the PNG files in ``files_dir`` that this document does not show
+    (an earlier, longer document's pictures), after the Markdown that shows these is written.
 
     Returns:
         The Markdown file, then the HTML page when ``with_html``.
@@ -198,6 +202,11 @@ def write_document(
         write_bytes_atomic(out / files_dir / pic.name, pic.png)
     written = [out / f"{stem}.md"]
     write_text_atomic(written[0], doc.to_markdown(files_dir))
+    if prune:
+        shown = {pic.name for pic in doc.pictures}
+        for old in (out / files_dir).glob("*.png"):
+            if old.name not in shown:
+                old.unlink()
     if with_html:
         written.append(out / f"{stem}.html")
         write_text_atomic(written[1], doc.to_html())

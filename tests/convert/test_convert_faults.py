@@ -85,17 +85,32 @@ def test_an_out_beside_the_dataset_converts(
     assert {name: tree_digest(work / name) for name in ("ds", "masks")} == before
 
 
-def test_copies_replace_the_links_of_an_earlier_run(
+def test_a_second_conversion_into_the_same_folder_needs_overwrite_and_leaves_nothing_stale(
     work: Path, invoke_cli: Callable, tree_digest: Callable
 ) -> None:
+    """A rerun into an earlier --out is refused (its stale label files would train like
+    current ones); with --overwrite the earlier outputs are replaced whole: a mask removed
+    since leaves no label behind, copies replace the links, files the user added stay."""
     before = tree_digest(work / "ds")
     out = work / "yolo"
     assert convert(invoke_cli, work / "masks", out, "yolo-seg")[0] == 0
     image = out / "images" / "train" / "train_00000.jpg"
-    assert image.is_symlink()
-    assert convert(invoke_cli, work / "masks", out, "yolo-seg", "--copy-images")[0] == 0
+    stale = out / "labels" / "train" / "train_00001.txt"
+    assert image.is_symlink() and stale.is_file()
+    (out / "notes.txt").write_text("mine\n")
+    (work / "masks" / "train" / "train_00001.png").unlink()
+    earlier = tree_digest(out)
+    code, text = convert(invoke_cli, work / "masks", out, "yolo-seg", "--copy-images")
+    assert code == 1 and "--overwrite" in text and "labels" in text and str(out) in text
+    assert tree_digest(out) == earlier  # refused before writing anything
+    code, text = convert(
+        invoke_cli, work / "masks", out, "yolo-seg", "--copy-images", "--overwrite"
+    )
+    assert code == 0, text
+    assert not stale.exists() and not (out / "images" / "train" / "train_00001.jpg").exists()
     assert not image.is_symlink()
     assert image.read_bytes() == (work / "ds" / "images" / "train" / "train_00000.jpg").read_bytes()
+    assert (out / "notes.txt").read_text() == "mine\n"
     assert tree_digest(work / "ds") == before
 
 

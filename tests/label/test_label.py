@@ -387,6 +387,9 @@ def test_without_splits_it_labels_train_and_val_where_the_dataset_defines_them(
     code, text = invoke_cli(*args, "--out", tmp_path / "again", "--splits", "train,val")
     assert code == 1 and "'val' is not defined" in text and str(data) in text
     assert not list((tmp_path / "again").rglob("*.png"))
+    code, text = invoke_cli(*args, "--out", tmp_path / "none-named", "--splits", ",")
+    assert code == 1 and "--splits names no split" in text
+    assert not (tmp_path / "none-named").exists()
     generate_dataset(tmp_path / "only-test", train=0, val=0, test=2, size=(96, 64), seed=0)
     code, text = invoke_cli(
         "label", tmp_path / "only-test" / "data.yaml", "--teacher", "box",

@@ -88,6 +88,12 @@ def test_bundle_images_are_complete_regular_copies(work: Path, invoke_cli: Calla
             "every weight is 0",
         ),
         ("coverage", "coverage"),
+        ("coverage=1,coverage=5", "given twice"),
+        (  # only signals this run cannot measure without --model
+            "coverage=0,extent=0,fragmentation=0,holes=0,offset=0,spill=0,appearance=0,"
+            "teacher=0,disagreement=2,missed=1",
+            "disagreement needs --model",
+        ),
     ],
 )
 def test_bad_weights_are_refused(

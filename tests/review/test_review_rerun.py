@@ -184,3 +184,18 @@ def test_a_rerun_after_a_write_that_failed_halfway_leaves_no_stale_file(
     code, text = review(invoke_cli, work, "--top", "1")
     assert code == 0, text
     assert bundled(work) == first
+
+
+def test_a_rerun_with_a_smaller_top_keeps_only_the_pictures_its_gallery_shows(
+    work: Path, invoke_cli: Callable
+) -> None:
+    files = work / "out" / "gallery_files"
+    code, text = review(invoke_cli, work, "--top", "3")
+    assert code == 0, text
+    first = sorted(p.name for p in files.glob("*.png"))
+    code, text = review(invoke_cli, work, "--top", "1")
+    assert code == 0, text
+    shown = (work / "out" / "gallery.md").read_text(encoding="utf-8")
+    kept = sorted(p.name for p in files.glob("*.png"))
+    assert len(kept) < len(first)
+    assert kept and all(f"gallery_files/{name}" in shown for name in kept)

@@ -41,6 +41,13 @@ def convert_command(
         "--copy-images",
         help="yolo-seg, cvat, label-studio: copy the images (default: symbolic links).",
     ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace an earlier conversion's outputs in OUT (the format's images/, labels/, "
+        "data.yaml, annotations/, tasks.json, label_config.xml; other files are kept). "
+        "Without it, an OUT that holds any of them is refused.",
+    ),
     image_url: str = typer.Option(
         "/data/local-files/?d=",
         "--image-url",
@@ -75,6 +82,7 @@ def convert_command(
         encoding=encoding,
         copy_images=copy_images,
         image_url=image_url,
+        overwrite=overwrite,
     )
     for path, reason in summary.skipped:
         say("[yellow]skipped[/] ", f"{path}: {reason}")

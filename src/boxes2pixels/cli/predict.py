@@ -99,6 +99,13 @@ def predict_command(
         console.print(
             "[yellow]note:[/] this model's backbone was randomly initialised (test/demo model)."
         )
+    if summary.images == 0 and summary.skipped:
+        from ..errors import ImageReadError
+
+        raise ImageReadError(
+            f"no image could be read: all {len(summary.skipped)} were skipped (listed above), "
+            f"no mask was written to {summary.out}"
+        )
     rate = summary.images / summary.seconds if summary.seconds > 0 else 0.0
     say(
         "[green]done:[/] ",

@@ -230,10 +230,12 @@ def _finish(summary: LabelSummary, data_yaml: str | Path, splits: list[str]) -> 
     manifest = json.loads(summary.manifest.read_text(encoding="utf-8"))
     summary.mixed_teachers = "mixed_teachers" in manifest
     if summary.mixed_teachers:
+        every = ",".join(manifest.get("splits") or splits)
         logger.warning(
             "%s: the masks come from different teacher settings (see 'mixed_teachers'); "
-            "rerun with --overwrite for a uniform set",
+            "rerun with --overwrite --splits %s (every split of the folder) for a uniform set",
             summary.manifest,
+            every,
         )
 
 

@@ -99,6 +99,8 @@ def check_splits(ds: YoloDataset, splits: Sequence[str] | None) -> list[str]:
                 f"{', '.join(ds.splits) or 'none'}); name the splits to label with --splits"
             )
     unique = list(dict.fromkeys(splits))
+    if not unique:
+        raise ConfigError("--splits names no split; e.g. --splits train,val")
     for split in unique:
         if split not in ds.split_sources:
             raise DatasetError(

@@ -178,5 +178,6 @@ def gallery_document(
 
 def write_gallery(doc: Document, out: str | Path) -> Path:
     """Write ``out/gallery.html`` (self-contained) and ``out/gallery.md``; the HTML's path."""
-    written = _write_document(doc, out, stem=GALLERY_STEM, files_dir=f"{GALLERY_STEM}_files")
+    files_dir = f"{GALLERY_STEM}_files"
+    written = _write_document(doc, out, stem=GALLERY_STEM, files_dir=files_dir, prune=True)
     return written[-1]

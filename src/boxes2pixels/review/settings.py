@@ -126,9 +126,11 @@ def parse_weights(spec: str | None) -> dict[str, float]:
 
     Raises:
         ConfigError: naming ``--weights`` and the pair: a malformed pair, an unknown signal,
-            a negative, NaN or infinite weight, or every weight 0 (nothing would be scored).
+            a signal given twice, a negative, NaN or infinite weight, or every weight 0
+            (nothing would be scored).
     """
     weights = dict(DEFAULT_WEIGHTS)
+    given: set[str] = set()
     for pair in (spec or "").split(","):
         if not pair.strip():
             continue
@@ -150,6 +152,9 @@ def parse_weights(spec: str | None) -> dict[str, float]:
                 f"--weights: the weight of {name} must be a finite number ≥ 0 (0 turns the "
                 f"signal off), got '{value.strip()}'"
             )
+        if name in given:
+            raise ConfigError(f"--weights: {name} is given twice in '{spec}'; give it once")
+        given.add(name)
         weights[name] = weight
     if not any(weights.values()):
         raise ConfigError(
