@@ -131,3 +131,11 @@ def test_out_in_the_dataset_or_the_masks_is_refused(
     assert code == 1, text
     assert f"--out {out} " in text and f"({(work / named).resolve()})" in text
     assert tree_digest(work) == before
+
+
+def test_a_model_signal_weighted_without_a_model_is_named(work: Path, invoke_cli: Callable) -> None:
+    code, text = review(invoke_cli, work, work / "out", "--weights", "disagreement=5")
+    assert code == 0, text
+    assert "--weights disagreement" in text and "needs --model" in text
+    code, text = review(invoke_cli, work, work / "out2")  # the defaults name it too: no note
+    assert code == 0 and "needs --model" not in text

@@ -94,6 +94,11 @@ def review_command(
     from ..review import DoubtSettings, parse_weights, review_dataset
 
     settings = DoubtSettings(weights=parse_weights(weights), normalise=ranking, power=power)
+    if model is None:
+        named = {pair.partition("=")[0].strip() for pair in (weights or "").split(",")}
+        for name in sorted(named & {"disagreement", "missed"}):
+            if settings.weights[name] > 0:
+                say(f"[yellow]note:[/] --weights {name}: ", "needs --model; left out of this run")
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("reviewing", total=None)
         result = review_dataset(
