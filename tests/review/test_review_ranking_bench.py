@@ -142,6 +142,36 @@ def test_holes_and_spill_look_at_the_image_colour() -> None:
     assert alone.boxes[0].signals["holes"] > 0.05
 
 
+def test_a_defect_between_the_surroundings_colours_is_told_apart() -> None:
+    """A mid-grey stain on a blade half in light, half in shadow: the surroundings' one mean
+    colour is the stain's own, so only their main colours (light, shadow) tell the stain
+    apart; a hole punched in its mask is seen, and the exact mask looks right."""
+    image = np.full((80, 80, 3), 220, np.uint8)
+    image[:, 40:] = 80  # the blade's shadow
+    stain = np.zeros((80, 80), bool)
+    stain[20:60, 20:60] = True
+    image[stain] = 150
+    exact = stain.astype(np.uint8)
+    assert _stain_signals(image, exact)["appearance"] < 0.1
+    hole = np.zeros_like(stain)
+    hole[32:46, 32:46] = True
+    punched = np.where(stain & ~hole, 1, 0).astype(np.uint8)
+    assert _stain_signals(image, punched)["holes"] > 0.05
+
+
+def test_colour_centres_are_deterministic_and_find_the_main_colours() -> None:
+    from boxes2pixels.review.signals import colour_centres
+
+    rng = np.random.default_rng(0)
+    colours = np.array([[90, 0, 0], [30, 20, 40], [60, -10, 5]], np.float32)
+    pixels = colours[rng.integers(0, 3, 9000)] + rng.normal(0, 1, (9000, 3)).astype(np.float32)
+    centres = colour_centres(pixels, 3)
+    assert np.array_equal(centres, colour_centres(pixels, 3))
+    nearest = np.abs(centres[:, None] - colours[None]).max(-1).min(0)
+    assert (nearest < 1).all()  # each main colour has a centre within 1 unit
+    assert colour_centres(pixels[:5], 3).shape == (1, 3)  # too few pixels: their mean
+
+
 @pytest.mark.parametrize("r", [30, 60])
 def test_the_closing_of_a_large_box_runs_small_and_stays_close_to_the_exact_one(r: int) -> None:
     """Above 24 px the outline closing behind ``holes`` runs on a smaller copy (OpenCV's time

@@ -15,7 +15,8 @@ measurements, each turned into a *signal*: a number in ``[0, 1]``, 0 = nothing s
 - ``spill``: the share of the pixels of the mask's regions that lie outside the box or,
   inside it, have the background's colour (the mask's one-pixel rim left out).
 - ``appearance``: ``1 − IoU`` of the mask and the pixels around it whose colour is nearer the
-  mask's mean colour than its surroundings' (a mask of the wrong object, or shifted).
+  mask's mean colour than any of its surroundings' main colours (a mask of the wrong object,
+  or shifted).
 - ``teacher``: ``1 − score`` of the teacher's own score for the box (predicted IoU,
   stability), when the labelling run recorded one.
 - ``disagreement``: ``1 − IoU`` of the model's defect pixels and the mask's, counted only
@@ -158,10 +159,15 @@ def _shape(
 
 def _appearance(
     image: np.ndarray, full: np.ndarray, box: tuple[int, int, int, int]
-) -> tuple[float, np.ndarray] | None:
+) -> tuple[float, np.ndarray, np.ndarray] | None:
     """``1 − IoU`` of the mask and its colour-nearest pixels (CIELAB) in the box grown by a
-    quarter (``image``: RGB ``uint8``), and which of the box's pixels have the mask's
-    colour; ``None`` where the window is all mask or has none."""
+    quarter (``image``: RGB ``uint8``), and two maps of the box's pixels: those with the mask's
+    colour (nearer the mask's mean than any of the :data:`_BACKGROUND_COLOURS` main colours of
+    the window outside the box: a blade in light and shadow, sky and ground are several
+    colours, and their one mean can lie near a faint defect's) and those with the background's
+    (nearer the mean of the window's other pixels than the mask's). Each is the cautious side
+    for the signal that uses it (``holes``, ``spill``). ``None`` where the window is all mask
+    or has none."""
     x0, y0, x1, y1 = box
     h, w = full.shape
     gx, gy = (x1 - x0) // 4 + 2, (y1 - y0) // 4 + 2
@@ -170,10 +176,42 @@ def _appearance(
     if inside.all() or not inside.any():
         return None
     pixels = lab_image(image[wy0:wy1, wx0:wx1])  # the window only: photos are large
-    mean_in, mean_out = pixels[inside].mean(axis=0), pixels[~inside].mean(axis=0)
-    nearer = ((pixels - mean_in) ** 2).sum(-1) < ((pixels - mean_out) ** 2).sum(-1)
-    alike = nearer[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
-    return 1.0 - iou(nearer, inside), alike
+    mask_colour, around = pixels[inside].mean(axis=0), ~inside
+    in_box = np.s_[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
+    beyond = around.copy()
+    beyond[in_box] = False  # outside the box: background (a missed part or hole is inside)
+    to_mask = _distance(pixels, mask_colour)
+    main = colour_centres(pixels[beyond if beyond.any() else around])
+    like_mask = to_mask < np.min([_distance(pixels, c) for c in main], axis=0)
+    like_background = _distance(pixels, pixels[around].mean(axis=0)) <= to_mask
+    return 1.0 - iou(like_mask, inside), like_mask[in_box], like_background[in_box]
+
+
+_BACKGROUND_COLOURS = 4
+"""Main colours of a mask's surroundings (k-means clusters) for ``appearance`` and ``holes``."""
+
+_SAMPLE = 4000
+"""At most this many pixels (every n-th) are clustered; the others are only compared."""
+
+
+def colour_centres(pixels: np.ndarray, k: int = _BACKGROUND_COLOURS) -> np.ndarray:
+    """The ``k`` main colours (k-means centres) of N×3 ``pixels``, deterministic: OpenCV's
+    k-means started from the pixels split into ``k`` lightness bands. Fewer than ``4k``
+    pixels: their mean alone."""
+    if len(pixels) < 4 * k:
+        return pixels.mean(axis=0, keepdims=True)
+    sample = np.ascontiguousarray(pixels[:: max(1, len(pixels) // _SAMPLE)], np.float32)
+    bands = np.empty(len(sample), np.int32)
+    bands[np.argsort(sample[:, 0], kind="stable")] = np.arange(len(sample)) * k // len(sample)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.1)
+    _, _, centres = cv2.kmeans(
+        sample, k, bands.reshape(-1, 1), criteria, 1, cv2.KMEANS_USE_INITIAL_LABELS
+    )
+    return centres
+
+
+def _distance(pixels: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    return ((pixels - colour) ** 2).sum(-1)
 
 
 def lab_image(image: np.ndarray) -> np.ndarray:
@@ -242,7 +280,7 @@ def box_signals(
             signals["offset"] = offset
             looks = None if image is None else _appearance(image, full, box_px)
             if looks is not None:
-                appearance, alike = looks
+                appearance, alike, background = looks
                 signals["appearance"] = appearance
                 # a gap of the mask's colour is a hole, one of the background's is the
                 # defect's own shape; the mask's pixels of the background's colour spilled
@@ -250,7 +288,7 @@ def box_signals(
                 core = cv2.erode(region.astype(np.uint8), _CROSS, borderValue=1) > 0
                 near = cv2.dilate(region.astype(np.uint8), _CROSS) > 0
                 gaps &= alike & ~near
-                outside += int(np.count_nonzero(core & ~alike))
+                outside += int(np.count_nonzero(core & background))
             signals["holes"] = float(np.count_nonzero(gaps) / outline)
             signals["spill"] = min(1.0, outside / max(1, total))
         if score is not None:
