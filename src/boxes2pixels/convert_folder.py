@@ -87,6 +87,9 @@ class ConvertSummary:
         unmatched: mask files that belong to no image of the dataset (not converted).
         empty_splits: splits with a mask folder but no image converted (no file written).
         image_roots: per split, the folder that COCO ``file_name`` entries are relative to.
+        differences: YOLO-seg: per ``<split>/<name>``, the pixels whose class differs when
+            the labels are read back and the mask's defect pixels
+            (:func:`~boxes2pixels.convert.yolo_seg_difference`).
     """
 
     out: Path
@@ -97,6 +100,7 @@ class ConvertSummary:
     unmatched: list[Path] = field(default_factory=list)
     empty_splits: list[str] = field(default_factory=list)
     image_roots: dict[str, Path] = field(default_factory=dict)
+    differences: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -348,7 +352,11 @@ def convert_masks(
             for name_split, plan in plans.items()
             for rel, image, label_map in _pairs(dataset, name_split, plan, summary)
         )
-        summary.files.append(write_yolo_seg(out, items, dataset.names, copy_images=copy_images))
+        summary.files.append(
+            write_yolo_seg(
+                out, items, dataset.names, copy_images=copy_images, differences=summary.differences
+            )
+        )
         return summary
     if to == "label-studio":
         tasks = []

@@ -22,6 +22,7 @@ from boxes2pixels.convert import (
     pixel_polygons,
     polygon_area,
     write_yolo_seg,
+    yolo_seg_difference,
     yolo_seg_to_mask,
 )
 from boxes2pixels.data.labelmaps import label_regions, write_mask
@@ -156,6 +157,40 @@ def test_yolo_seg_polygons_rasterise_back(label_map: np.ndarray) -> None:
     assert not labels.issues
     assert sorted(labels.classes.tolist()) == [0, 0, 1, 1]
     assert all(p is not None and len(p) >= 3 for p in labels.polygons)
+
+
+def test_yolo_seg_difference_counts_what_polygons_cannot_hold() -> None:
+    m = np.zeros((60, 80), np.uint8)
+    m[20:40, 20:40] = 1
+    m[26:34, 26:34] = 0  # a hole of 64 px: the outer outline fills it
+    m[50, 70] = 2  # a lone pixel: no polygon
+    m[5:9, 5:9] = 255  # ignore: YOLO-seg cannot hold it, counted in neither
+    lines = mask_to_yolo_seg(m)
+    assert yolo_seg_difference(m, lines) == (64 + 1, 400 - 64 + 1)
+    exact = np.zeros_like(m)
+    exact[10:30, 40:70] = 2
+    assert yolo_seg_difference(exact, mask_to_yolo_seg(exact)) == (0, 600)
+
+
+def test_cli_convert_to_yolo_seg_says_what_the_labels_lose(
+    tmp_path: Path, make_square_dataset
+) -> None:
+    root = make_square_dataset(tmp_path / "ds", n_train=2, n_val=1)
+    args = ["convert", str(root / "masks"), "--to", "yolo-seg", "--data", str(root / "data.yaml")]
+    exact = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "exact")])
+    assert exact.exit_code == 0, exact.output
+    assert "approximate" not in exact.output  # squares: the polygons hold them exactly
+    image = load_data_yaml(root / "data.yaml").images("train")[0]
+    mask_path = root / "masks" / "train" / f"{image.stem}.png"
+    mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
+    ys, xs = np.nonzero((mask > 0) & (mask < 255))
+    mask[ys.min() + 3 : ys.min() + 5, xs.min() + 3 : xs.min() + 5] = 0  # a 4-px hole
+    write_mask(mask_path, mask)
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "holed")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "YOLO-seg is approximate" in text and "1 of 3 images" in text
+    assert f"train/{image.name}: 4" in text and "--to coco" in text
 
 
 def test_coco_corrections_by_name_and_polygon() -> None:

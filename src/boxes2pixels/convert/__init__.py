@@ -54,6 +54,7 @@ from .yolo_seg import (
     place_image,
     write_yolo_seg,
     yolo_seg_data_yaml,
+    yolo_seg_difference,
     yolo_seg_to_mask,
 )
 
@@ -84,5 +85,6 @@ __all__ = [
     "polygon_area",
     "write_yolo_seg",
     "yolo_seg_data_yaml",
+    "yolo_seg_difference",
     "yolo_seg_to_mask",
 ]

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from ..atomic import copy_file_atomic
-from ..data.labelmaps import label_regions
+from ..data.labelmaps import IGNORE, label_regions
 from .common import _check_label_map
 from .polygons import instance_outlines
 
@@ -55,6 +55,18 @@ def yolo_seg_to_mask(lines: Sequence[str], width: int, height: int) -> np.ndarra
     return label_map
 
 
+def yolo_seg_difference(label_map: np.ndarray, lines: Sequence[str]) -> tuple[int, int]:
+    """How far YOLO-seg ``lines`` fall short of ``label_map``: the pixels whose class differs
+    once the lines are read back as Ultralytics rasterises them (:func:`yolo_seg_to_mask`),
+    and the label map's defect pixels (ignore pixels, which YOLO-seg cannot hold, count in
+    neither)."""
+    height, width = label_map.shape
+    kept = label_map != IGNORE
+    back = yolo_seg_to_mask(lines, width, height)
+    defect = int(np.count_nonzero(kept & (label_map > 0)))
+    return int(np.count_nonzero(kept & (back != label_map))), defect
+
+
 def yolo_seg_data_yaml(names: Sequence[str], splits: Sequence[str]) -> dict[str, Any]:
     """An Ultralytics ``data.yaml`` dict for a dataset written in this folder's layout.
 
@@ -89,6 +101,7 @@ def write_yolo_seg(
     names: Sequence[str],
     *,
     copy_images: bool = False,
+    differences: dict[str, tuple[int, int]] | None = None,
 ) -> Path:
     """Write an Ultralytics segmentation dataset: ``images/``, ``labels/``, ``data.yaml``.
 
@@ -101,6 +114,9 @@ def write_yolo_seg(
         names: YOLO class names.
         copy_images: copy the images; by default they are symbolic links to the originals
             (copied where the file system refuses links).
+        differences: when given, filled with :func:`yolo_seg_difference` of every image
+            (``"<split>/<relative_name>"``): YOLO-seg has no holes and no polygon for a lone
+            pixel, so the labels are an approximation of the masks.
 
     Returns:
         The written ``data.yaml`` (``path`` is the absolute dataset folder, so Ultralytics
@@ -117,6 +133,8 @@ def write_yolo_seg(
             splits.append(split)
         place_image(Path(image_path), out / "images" / split / name, copy_images)
         lines = mask_to_yolo_seg(label_map, len(names))
+        if differences is not None:
+            differences[f"{split}/{name}"] = yolo_seg_difference(label_map, lines)
         label_file = (out / "labels" / split / name).with_suffix(".txt")
         write_text_atomic(label_file, "".join(line + "\n" for line in lines))
     config = yolo_seg_data_yaml(names, splits)
