@@ -139,3 +139,21 @@ def test_a_model_signal_weighted_without_a_model_is_named(work: Path, invoke_cli
     assert "--weights disagreement" in text and "needs --model" in text
     code, text = review(invoke_cli, work, work / "out2")  # the defaults name it too: no note
     assert code == 0 and "needs --model" not in text
+
+
+def test_review_split_refuses_weights_it_cannot_measure(work: Path) -> None:
+    """The Python API refuses as the command does: without a model and without teacher scores,
+    weights on disagreement and teacher alone would score every image 0."""
+    from boxes2pixels.errors import ConfigError
+    from boxes2pixels.review import DoubtSettings, review_split
+
+    only = {s: 0.0 for s in ("coverage", "extent", "fragmentation", "holes", "offset", "spill",
+                             "appearance", "missed")}  # fmt: skip
+    settings = DoubtSettings(weights={**only, "teacher": 1.0, "disagreement": 1.0})
+    with pytest.raises(ConfigError, match="teacher needs the teacher's scores"):
+        review_split(work / "ds" / "data.yaml", work / "masks", settings=settings)
+    scores = {"train/x.png": [0.9]}  # with scores, teacher can be measured: it runs
+    queue = review_split(
+        work / "ds" / "data.yaml", work / "masks", settings=settings, teacher_scores=scores
+    )
+    assert queue.images

@@ -23,7 +23,7 @@ from ..io import image_size, read_image, write_json_atomic, write_text_atomic
 from .doubt import Calibration, Score, calibrate, doubt_score
 from .model import MissedDefect, missed_defects, model_view
 from .reasons import explain
-from .settings import BOX_SIGNALS, SIGNALS, DoubtSettings
+from .settings import BOX_SIGNALS, SIGNALS, DoubtSettings, check_measurable
 from .signals import BoxSignals, box_signals, confident_iou
 
 
@@ -354,11 +354,13 @@ def review_split(
         on_image: called as ``on_image(done, total)`` after each image.
 
     Raises:
+        ConfigError: no signal weighted above 0 can be measured (:func:`.check_measurable`).
         DatasetError: the split is unknown, or an image has no pseudo-mask or one of
             another size.
     """
     ds = data if isinstance(data, YoloDataset) else load_data_yaml(data)
     settings = settings or DoubtSettings()
+    check_measurable(settings, model is not None, teacher_scores)
     described = None
     if model is not None:
         loaded = load_model(model, device=device)

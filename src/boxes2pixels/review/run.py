@@ -9,13 +9,12 @@ from typing import Any
 
 from ..convert_folder import check_output_folder
 from ..data.yolo import load_data_yaml
-from ..errors import ConfigError
 from ..inference import load_model
 from .bundle import check_bundle, remove_bundle, write_bundle
 from .gallery import gallery_document, write_gallery
 from .queue import ReviewQueue, describe_model, review_split
 from .scores import teacher_scores
-from .settings import DoubtSettings
+from .settings import DoubtSettings, check_measurable
 
 BUNDLE_DIR = "correct"
 
@@ -41,28 +40,6 @@ def _commands(data: Path, masks: Path, bundle: Path, split: str) -> str:
         "# 3. train, validating on the corrected images:\n"
         f"B2P_VALIDATE_ON=corrected b2p train {data} --masks {masks} --out runs/corrected"
     )
-
-
-def check_measurable(settings: DoubtSettings, model: bool, scores: bool) -> None:
-    """Refuse weights under which this run can score nothing: every signal with a weight
-    above 0 needs what the run lacks (``disagreement`` and ``missed`` a model, ``teacher``
-    the scores ``b2p label`` records); every image would score 0 and the queue would be in
-    file order.
-
-    Raises:
-        ConfigError: naming ``--weights`` and what each weighted signal needs.
-    """
-    lacking = {"disagreement": "--model", "missed": "--model"} if not model else {}
-    if not scores:
-        lacking["teacher"] = "the teacher's scores (b2p label recorded none for these masks)"
-    weighted = [name for name, w in settings.weights.items() if w > 0]
-    if weighted and all(name in lacking for name in weighted):
-        needs = "; ".join(f"{name} needs {lacking[name]}" for name in weighted)
-        raise ConfigError(
-            f"--weights: no signal with a weight above 0 can be measured in this run "
-            f"({needs}), so every image would score 0; give a measured signal a weight "
-            "(e.g. coverage=1)"
-        )
 
 
 def review_dataset(
@@ -121,8 +98,7 @@ def review_dataset(
     if not overwrite:
         check_bundle(bundle, masks)  # before the review runs; the write checks again
     scores = teacher_scores(masks)
-    recorded = any(v is not None for box_scores in scores.values() for v in box_scores)
-    check_measurable(settings or DoubtSettings(), model is not None, recorded)
+    check_measurable(settings or DoubtSettings(), model is not None, scores)  # before loading
     loaded = None if model is None else load_model(model, device=device)
     queue = review_split(
         ds,

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
@@ -162,3 +162,27 @@ def parse_weights(spec: str | None) -> dict[str, float]:
             "give at least one signal a weight above 0"
         )
     return weights
+
+
+def check_measurable(
+    settings: DoubtSettings, model: bool, scores: Mapping[str, Sequence[float | None]] | None
+) -> None:
+    """Refuse weights under which this run can score nothing: every signal with a weight
+    above 0 needs what the run lacks (``disagreement`` and ``missed`` a model, ``teacher``
+    the scores ``b2p label`` records, ``scores``: per image key, per box); every image would
+    score 0 and the queue would be in file order.
+
+    Raises:
+        ConfigError: naming ``--weights`` and what each weighted signal needs.
+    """
+    lacking = {"disagreement": "--model", "missed": "--model"} if not model else {}
+    if not any(v is not None for box_scores in (scores or {}).values() for v in box_scores):
+        lacking["teacher"] = "the teacher's scores (b2p label recorded none for these masks)"
+    weighted = [name for name, w in settings.weights.items() if w > 0]
+    if weighted and all(name in lacking for name in weighted):
+        needs = "; ".join(f"{name} needs {lacking[name]}" for name in weighted)
+        raise ConfigError(
+            f"--weights: no signal with a weight above 0 can be measured in this run "
+            f"({needs}), so every image would score 0; give a measured signal a weight "
+            "(e.g. coverage=1)"
+        )
