@@ -29,6 +29,11 @@ _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
 )
 
 
+# NumPy's seed sequences refuse negative seeds and torch's generators overflow past 2^64
+# (the loop seeds with seed + epoch), so a seed is checked here, not deep in the data loader.
+MAX_SEED = 2**32 - 1
+
+
 class TrainConfig(BaseSettings):
     """Resolved configuration of a training run (``b2p train`` / ``Distiller``).
 
@@ -137,7 +142,7 @@ class TrainConfig(BaseSettings):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: fp16 on CUDA, bf16 on CPUs with bf16 units, else fp32"
     )
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed, 0 to 2^32 - 1")
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms")
     patience: int = Field(25, ge=0, description="early stopping; 0 disables it")
     progress: bool = Field(True, description="show a rich progress display")

@@ -4,7 +4,8 @@ Which ground-truth masks are scored: every ``*.png`` below ``GT_DIR/<split>/`` w
 folder exists, else below ``GT_DIR`` itself (so both a ``b2p label``-style masks folder and
 a flat folder of masks work). The same rule picks ``PRED_DIR/<split>/`` or ``PRED_DIR``.
 A prediction is matched to a ground-truth mask by its relative path; a missing prediction
-counts as all background and is listed in ``EvaluationResult.missing_predictions``. With a
+counts as all background and is listed in ``EvaluationResult.missing_predictions`` (when
+no ground-truth mask has a prediction, the folder is wrong: an error). With a
 model, the split's images are matched to masks by ``YoloDataset.mask_name`` and predicted
 at their own size (tiled at native resolution for a model trained with a crop size), so
 scoring a model and scoring the masks ``b2p predict`` wrote for the same images give the
@@ -301,8 +302,9 @@ def evaluate(
         revision: branch, tag, commit or ``refs/pr/N`` when ``model`` is a Hub id.
 
     Raises:
-        Boxes2PixelsError: bad arguments, a folder without masks, a prediction whose size
-            differs from its ground truth (both files named), or mask values out of range.
+        Boxes2PixelsError: bad arguments, a folder without masks, a ``pred`` folder with no
+            prediction for any ground-truth mask, a prediction whose size differs from its
+            ground truth (both files named), or mask values out of range.
     """
     if (model is None) == (pred is None):
         raise Boxes2PixelsError("give either a model (with a data.yaml) or --pred PRED_DIR")
@@ -356,6 +358,14 @@ def _evaluate_pred(
     if not pred_root.is_dir():
         raise Boxes2PixelsError(f"{pred_root}: prediction folder not found")
     pred_dir = split_dir(pred_root, split)
+    if not any((pred_dir / name).is_file() for name in gt_names):
+        # b2p predict writes a mask for every image it read, so not one match means the
+        # wrong folder or split, not a model that found nothing: scoring it as all
+        # background would print believable zeros
+        raise Boxes2PixelsError(
+            f"{pred_dir}: none of the {len(gt_names)} ground-truth masks of {gt_dir} has a "
+            f"prediction here (looked for {pred_dir / gt_names[0]}); check --pred and --split"
+        )
     recorded = _predict_summary(pred_root, pred_dir)
     acc = _Accumulator(class_names or _summary_names(recorded))
     missing: list[str] = []

@@ -387,7 +387,8 @@ def export_model(
         progress: called with a short message before the export starts.
 
     Raises:
-        Boxes2PixelsError: unknown format, or any error of :func:`export_onnx`.
+        Boxes2PixelsError: unknown format, ``out`` a folder or not an ``.onnx`` file, or
+            any error of :func:`export_onnx`.
         CheckpointError: ``model`` is not a model folder.
     """
     if format.lower() not in FORMATS:
@@ -395,8 +396,19 @@ def export_model(
             f"unknown export format '{format}' (supported: {', '.join(FORMATS)})"
         )
     folder = resolve_model_dir(Path(model))
-    loaded = load_model(folder, runtime="torch", device="cpu")
     target = Path(out) if out is not None else folder / "model.onnx"
+    if target.is_dir():
+        raise Boxes2PixelsError(
+            f"{target}: --out is a folder; name the .onnx file to write (e.g. "
+            f"{target / 'model.onnx'})"
+        )
+    if target.suffix.lower() != ".onnx":
+        # b2p predict and load_model recognise an exported model by its suffix
+        raise Boxes2PixelsError(
+            f"{target}: the exported file must end in .onnx (b2p predict and load_model "
+            f"recognise an exported model by it), e.g. {target.with_suffix('.onnx')}"
+        )
+    loaded = load_model(folder, runtime="torch", device="cpu")
     if progress is not None:
         progress(f"exporting {folder} to {target} ...")
     return export_onnx(loaded, target, imgsz=imgsz, dynamic=dynamic, opset=opset, heads=heads)

@@ -84,7 +84,11 @@ ConfigFileOpt = Annotated[
     Path | None,
     typer.Option("--config", help="Training config file (YAML or TOML)."),
 ]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed.")]
+MAX_SEED = 2**32 - 1  # as boxes2pixels.config.MAX_SEED (not imported: pydantic is slow to load)
+SeedOpt = Annotated[
+    int | None,
+    typer.Option("--seed", min=0, max=MAX_SEED, help="Random seed (0 to 2^32 - 1)."),
+]
 RevisionOpt = Annotated[
     str | None,
     typer.Option(
