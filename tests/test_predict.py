@@ -365,3 +365,43 @@ def test_runtime_that_does_not_fit_the_model_is_a_clear_error(
         predict_files(run_dir, tmp_path / "src", tmp_path / "o3", runtime="tflite", progress=False)
     with pytest.raises(CheckpointError, match="not a student"):
         load_student(baseline_dir, "cpu")
+
+
+def test_an_out_holding_masks_is_refused_and_overwrite_leaves_nothing_stale(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """Predicting into a folder of ground-truth masks replaced them with exit code 0, and a
+    second model's run over a subset mixed its masks with the first's under its summary."""
+    src = tmp_path / "src"
+    write_rgb(src / "a.png", _image(28, 28))
+    write_rgb(src / "b.png", _image(28, 28))
+    truth = tmp_path / "gt"
+    truth.mkdir()
+    (truth / "a.png").write_bytes(b"ground truth")
+    with pytest.raises(Boxes2PixelsError, match="already holds 1 file.*a.png.*--overwrite"):
+        predict_files(run_dir, src, truth, device="cpu", progress=False)
+    assert (truth / "a.png").read_bytes() == b"ground truth"
+    assert sorted(p.name for p in truth.iterdir()) == ["a.png"]  # nothing written
+
+    out = tmp_path / "out"
+    predict_files(run_dir, src, out, device="cpu", progress=False)
+    recorded = json.loads((out / "b2p_predict.json").read_text())["outputs"]
+    assert recorded == ["a.png", "b.png"]
+    with pytest.raises(Boxes2PixelsError, match="earlier prediction"):  # b.png would stay
+        predict_files(run_dir, src / "a.png", out, device="cpu", progress=False)
+    (out / "notes.txt").write_text("mine")
+    predict_files(run_dir, src / "a.png", out, device="cpu", progress=False, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b2p_predict.json", "notes.txt"]
+    assert json.loads((out / "b2p_predict.json").read_text())["outputs"] == ["a.png"]
+
+
+def test_cli_predict_overwrite(run_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_rgb(src / "a.png", _image(28, 28))
+    out = tmp_path / "out"
+    args = ["predict", str(run_dir), str(src), "--out", str(out), "--device", "cpu"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1 and "--overwrite" in again.output
+    assert "Traceback" not in again.output
+    assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0

@@ -10,6 +10,7 @@ in ``b2p_predict.json`` as what ran.
 
 from __future__ import annotations
 
+import json as jsonlib
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -149,6 +150,44 @@ def _check_out_dir(out: Path, root: Path, folder_source: bool) -> None:
     )
 
 
+def _planned_files(names: dict[Path, Path], out: Path, overlay: bool, json: bool) -> list[Path]:
+    """The files a run writes under ``out`` besides its summary: masks, overlays, reports."""
+    suffixes = [".png"] + (["_overlay.jpg"] if overlay else []) + ([".json"] if json else [])
+    return [out / stem.parent / (stem.name + s) for stem in names.values() for s in suffixes]
+
+
+def _earlier_outputs(out: Path) -> list[Path]:
+    """The files an earlier run recorded in ``OUT/b2p_predict.json`` (``outputs``) that are
+    still there; none when it recorded none or cannot be read."""
+    try:
+        recorded = jsonlib.loads((out / SUMMARY_NAME).read_text(encoding="utf-8"))["outputs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    inside = (out / str(name) for name in recorded if ".." not in Path(str(name)).parts)
+    return [p for p in inside if p.is_file()]
+
+
+def _check_earlier_run(out: Path, planned: list[Path], overwrite: bool) -> None:
+    """Refuse an ``out`` holding a file this run writes (ground-truth masks or another
+    model's would be replaced) or an earlier run's recorded outputs (they would be mixed
+    with this run's under its summary), unless ``overwrite``, which first removes the
+    earlier run's outputs; other files are kept."""
+    earlier = _earlier_outputs(out)
+    present = [p for p in planned if p.exists() or p.is_symlink()]
+    present += sorted(set(earlier) - set(present))
+    if present and not overwrite:
+        shown = ", ".join(str(p) for p in present[:3])
+        more = f" and {len(present) - 3} more" if len(present) > 3 else ""
+        raise Boxes2PixelsError(
+            f"--out {out} already holds {len(present)} file(s) of an earlier prediction or "
+            f"that this run would write ({shown}{more}). Nothing was written; choose a new "
+            "folder, or pass --overwrite to replace them (an earlier b2p predict run's "
+            "outputs are removed first; other files are kept)"
+        )
+    for path in earlier:
+        path.unlink()
+
+
 def _batches(items: list[Path], size: int) -> Iterator[list[Path]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -259,6 +298,7 @@ def predict_files(
     progress: bool = True,
     palette: bool = False,
     revision: str | None = None,
+    overwrite: bool = False,
 ) -> PredictSummary:
     """Predict label maps for image files and write them under ``out``.
 
@@ -295,10 +335,14 @@ def predict_files(
         progress: show a progress bar on stderr.
         palette: attach a colour palette to the mask PNGs (default: plain grayscale indices).
         revision: branch, tag, commit or ``refs/pr/N`` when ``model`` is a Hub id.
+        overwrite: replace what ``out`` holds of this run's files, after removing the
+            outputs an earlier ``predict`` run recorded there; without it, ``out`` holding
+            any file this run writes (or an earlier run's ``b2p_predict.json``) is an error.
 
     Raises:
-        Boxes2PixelsError: no images match ``source``, ``out`` is a source folder, or a
-            setting the model cannot run (see ``plan_inference``).
+        Boxes2PixelsError: no images match ``source``, ``out`` is a source folder, ``out``
+            holds files this run would write (without ``overwrite``), or a setting the
+            model cannot run (see ``plan_inference``).
     """
     start = time.perf_counter()
     if batch_size < 1:
@@ -308,6 +352,7 @@ def predict_files(
         raise Boxes2PixelsError(f"{source}: no images found (file, folder or glob)")
     out = Path(out)
     names = _plan_outputs(source, images, out)
+    _check_earlier_run(out, _planned_files(names, out, overlay, json), overwrite)
     if out.is_dir():
         remove_stale_temps(out)  # temporary files of a run killed mid-write
     loaded_model = load_model(model, runtime=runtime, device=device, revision=revision)
@@ -367,6 +412,10 @@ def _write_summary(
             "class_names": class_names,
             "images": summary.images,
             "skipped": [{"image": str(p), "reason": r} for p, r in summary.skipped],
+            "outputs": sorted(
+                p.relative_to(summary.out).as_posix()
+                for p in (*summary.masks, *summary.overlays, *summary.reports)
+            ),
             "settings": settings,
             "seconds": round(summary.seconds, 3),
         },

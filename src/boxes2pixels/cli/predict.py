@@ -61,6 +61,13 @@ def predict_command(
     ),
     revision: RevisionOpt = None,
     palette: PaletteOpt = False,
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace this run's files where --out already holds them (an earlier run's "
+        "recorded outputs are removed first; other files are kept). Without it such an "
+        "--out is refused.",
+    ),
 ) -> None:
     """Predict a label-map PNG (0 background, k+1 class k) for each image, at its own size.
 
@@ -90,6 +97,7 @@ def predict_command(
         runtime=runtime,
         revision=revision,
         palette=palette,
+        overwrite=overwrite,
     )
     if summary.plan is not None:
         say("ran: ", summary.plan.describe())
