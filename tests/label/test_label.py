@@ -201,6 +201,29 @@ def test_label_image_is_the_per_image_step() -> None:
         label_image(Flat(), image, labels, num_classes=2)
 
 
+def test_a_rerun_labels_again_the_images_whose_boxes_changed(tmp_path: Path) -> None:
+    """A rerun counted an image whose label file was edited since as done, keeping the mask
+    of the old boxes with exit code 0."""
+    yaml, truth = make_dataset(tmp_path / "ds", SMALL)
+    out = tmp_path / "out"
+    label_dataset(yaml, "box", out, progress=False)
+    label_file = tmp_path / "ds" / "labels" / "train" / "img0.txt"
+    label_file.write_text("1 0.5 0.5 0.25 0.25\n")  # the expert moved the box, new class
+    added = tmp_path / "ds" / "labels" / "train" / "img1.txt"
+    added.write_text("0 0.25 0.25 0.125 0.125\n")  # a box for an image that had none
+    again = label_dataset(yaml, "box", out, progress=False)
+    assert again.labelled == 2 and again.already_done == len(truth) - 2
+    assert any("boxes that have changed" in line and "train/img0.png" in line
+               for line in again.recovered)  # fmt: skip
+    mask = read_mask(out / "train" / "img0.png")
+    assert set(np.unique(mask[18:30, 24:40]).tolist()) == {2} and not mask[8:12, 8:12].any()
+    assert read_mask(out / "train" / "img1.png").any()
+    manifest = json.loads((out / "manifest.json").read_text())
+    boxes = manifest["images"]["train/img0.png"]["boxes"]
+    assert [b["class"] for b in boxes] == [1]
+    assert label_dataset(yaml, "box", out, progress=False).labelled == 0  # now up to date
+
+
 def test_resume_after_interruption(tmp_path: Path) -> None:
     yaml, truth = make_dataset(tmp_path / "ds", SMALL)
     out = tmp_path / "out"

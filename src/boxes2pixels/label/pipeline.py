@@ -46,6 +46,7 @@ from .records import (
     check_out,
     check_same_teacher,
     check_splits,
+    labels_digest,
     parse_shard,
     read_parts,
     teacher_info,
@@ -180,22 +181,32 @@ def _pending(
     """Count the selection per split; the items still to label: those without a mask and a
     record of it in ``latest`` (all of them with overwrite), except human-corrected ones,
     which the teacher never relabels. A mask without a record (its part file cut short by a
-    power loss, or ``.parts/`` deleted) cannot be proven finished: it is labelled again, and
-    the summary says so."""
+    power loss, or ``.parts/`` deleted) cannot be proven finished, and one whose label file
+    changed since was made from other boxes: both are labelled again, and the summary says
+    so."""
     todo: list[WorkItem] = []
     unproven: list[str] = []
+    changed: list[str] = []
     for item in items:
         summary.splits[item.split].images += 1
         rec = latest.get(item.key)
         exists = (summary.out / item.split / item.mask_name).is_file()
         corrected = rec is not None and rec.get("corrected")
-        if corrected or (exists and rec is not None and not overwrite):
+        recorded = None if rec is None else rec.get("labels_sha256")  # None: an older run
+        moved = recorded is not None and recorded != labels_digest(item.image)
+        if corrected or (exists and rec is not None and not overwrite and not moved):
             summary.splits[item.split].already_done += 1
             summary.already_done += 1
             continue
         if exists and not overwrite:
-            unproven.append(item.key)
+            (changed if moved else unproven).append(item.key)
         todo.append(item)
+    if changed:
+        n, first = len(changed), ", ".join(changed[:3])
+        summary.recovered.append(
+            f"{n} mask{'s' if n > 1 else ''} made from boxes that have changed since (the "
+            f"label file was edited) labelled again: {first}{', ...' if n > 3 else ''}"
+        )
     if unproven:
         n, first = len(unproven), ", ".join(unproven[:3])
         summary.recovered.append(

@@ -42,6 +42,16 @@ class WorkItem:
         return f"{self.split}/{self.mask_name}"
 
 
+def labels_digest(image: Path) -> str:
+    """sha256 of the YOLO label file of ``image`` (``""`` when it has none): a rerun labels an
+    image again when its boxes changed since its mask was made."""
+    path = label_path_for(image)
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return ""
+
+
 def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int] | None:
     """``"I/N"`` (0 ≤ I < N) or ``(I, N)`` → ``(I, N)``; ``None`` stays ``None``.
 
@@ -272,7 +282,8 @@ class PartFile:
     ) -> None:
         """Record a labelled image (written before its PNG); ``passes``: teacher calls;
         ``boxes``: per-box records, stored under ``boxes`` and their scores, one number or
-        ``None`` per box, under ``box_scores``."""
+        ``None`` per box, under ``box_scores``; the label file's :func:`labels_digest` under
+        ``labels_sha256``."""
         self.write(
             {
                 "type": "image",
@@ -283,6 +294,7 @@ class PartFile:
                 "passes": passes,
                 "boxes": [b.to_json() for b in boxes],
                 "box_scores": [b.score for b in boxes],
+                "labels_sha256": labels_digest(item.image),
                 "issues": [
                     {"file": str(i.path), "line": i.line, "kind": i.kind, "message": i.message}
                     for i in issues

@@ -61,9 +61,9 @@ class LabelSummary:
         min_score: ``--min-score`` of the run (``None``: every mask trusted).
         low_score: per class name, boxes of this run whose score was below ``min_score``
             and were marked ignore (255).
-        recovered: what this run repaired in ``out`` after an earlier run was cut short
-            (masks without a record labelled again, an interrupted corrections import
-            finished), one line each.
+        recovered: what this run repaired in ``out`` (masks without a record, after an
+            earlier run was cut short, and masks made from boxes since edited, labelled
+            again; an interrupted corrections import finished), one line each.
     """
 
     out: Path
