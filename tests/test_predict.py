@@ -378,7 +378,7 @@ def test_an_out_holding_masks_is_refused_and_overwrite_leaves_nothing_stale(
     truth = tmp_path / "gt"
     truth.mkdir()
     (truth / "a.png").write_bytes(b"ground truth")
-    with pytest.raises(Boxes2PixelsError, match="already holds 1 file.*a.png.*--overwrite"):
+    with pytest.raises(Boxes2PixelsError, match=r"already holds 1 file.*a\.png.*--overwrite"):
         predict_files(run_dir, src, truth, device="cpu", progress=False)
     assert (truth / "a.png").read_bytes() == b"ground truth"
     assert sorted(p.name for p in truth.iterdir()) == ["a.png"]  # nothing written
@@ -405,3 +405,26 @@ def test_cli_predict_overwrite(run_dir: Path, tmp_path: Path) -> None:
     assert again.exit_code == 1 and "--overwrite" in again.output
     assert "Traceback" not in again.output
     assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0
+
+
+def test_cli_predict_says_which_asked_sizes_do_not_run_as_asked(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """--tile-size and --tile-overlap without tiling did nothing without a word, and a tile
+    size off the patch grid was rounded up silently."""
+    write_rgb(tmp_path / "src" / "a.png", _image(40, 30))
+    base = ["predict", str(run_dir), str(tmp_path / "src"), "--device", "cpu"]
+    whole = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "o1"), "--tile-overlap", "0.5"])
+    assert whole.exit_code == 0, whole.output
+    assert "note:" in whole.output and "applies only to tiled inference" in whole.output
+    tiled = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "o2"), "--tile", "--tile-size",
+                                     "20"])  # fmt: skip
+    assert tiled.exit_code == 0, tiled.output
+    text = " ".join(tiled.output.split())
+    assert "tile size 20 runs as 28 px (a multiple of the patch size 14)" in text
+    ran = json.loads((tmp_path / "o2" / "b2p_predict.json").read_text())["settings"]["ran"]
+    assert ran["tile_size"] == 28 and ran["notes"] == [
+        "tile size 20 runs as 28 px (a multiple of the patch size 14)"
+    ]
+    plain = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "o3")])
+    assert "applies only" not in plain.output and "runs as" not in plain.output

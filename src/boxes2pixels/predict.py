@@ -288,7 +288,7 @@ def predict_files(
     json: bool = False,
     tile: bool = False,
     tile_size: int | None = None,
-    tile_overlap: float = 0.25,
+    tile_overlap: float | None = None,
     imgsz: int | None = None,
     batch_size: int = 4,
     device: str = "auto",
@@ -322,7 +322,8 @@ def predict_files(
             --crop-size``).
         tile_size: window side for ``tile`` (default: the model's crop size, else ``imgsz``,
             else the model's ``imgsz``).
-        tile_overlap: overlap of neighbouring windows as a fraction of the tile.
+        tile_overlap: overlap of neighbouring windows as a fraction of the tile (default
+            0.25).
         imgsz: long side the image is resized to without ``tile`` (default: the model's).
         batch_size: images (or tiles) per forward pass.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.

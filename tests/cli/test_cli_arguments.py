@@ -33,7 +33,7 @@ def test_predict_flags_reach_predict_files(
     code, output = invoke_cli(
         "predict", "runs/exp1", "photos", "--out", tmp_path / "pred", "--tile", "--tile-size",
         "518", "--tile-overlap", "0.5", "--batch", "3", "--device", "cpu", "--precision",
-        "bf16", "--runtime", "torch", "--overlay", "--json", "--palette",
+        "bf16", "--runtime", "torch", "--overlay", "--json", "--palette", "--overwrite",
     )  # fmt: skip
     assert code == 0, output
     assert seen["model"] == "runs/exp1" and str(seen["source"]) == "photos"
@@ -43,7 +43,7 @@ def test_predict_flags_reach_predict_files(
     assert (seen["runtime"], seen["overlay"], seen["json"], seen["palette"]) == (
         "torch", True, True, True,
     )  # fmt: skip
-    assert seen["imgsz"] is None and seen["revision"] is None
+    assert seen["imgsz"] is None and seen["revision"] is None and seen["overwrite"] is True
     assert "ran: torch on cpu, bf16 (auto: AVX512-bf16), tiled, 518 px windows" in output
 
 

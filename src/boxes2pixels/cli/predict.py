@@ -45,8 +45,12 @@ def predict_command(
         min=14,
         help="Window side for --tile (default: --imgsz or the model's).",
     ),
-    tile_overlap: float = typer.Option(
-        0.25, "--tile-overlap", min=0.0, max=0.9, help="Overlap of neighbouring windows (fraction)."
+    tile_overlap: float | None = typer.Option(
+        None,
+        "--tile-overlap",
+        min=0.0,
+        max=0.9,
+        help="Overlap of neighbouring windows (fraction; default 0.25).",
     ),
     batch: BatchOpt = 4,
     device: DeviceOpt = "auto",
@@ -101,6 +105,8 @@ def predict_command(
     )
     if summary.plan is not None:
         say("ran: ", summary.plan.describe())
+        for note in summary.plan.notes:
+            say("[yellow]note:[/] ", note)
     for path, reason in summary.skipped:
         say("[yellow]skipped[/] ", reason if str(path) in reason else f"{path}: {reason}")
     if summary.random_backbone:

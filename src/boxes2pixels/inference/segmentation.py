@@ -41,6 +41,8 @@ class InferencePlan:
         tile_overlap: fraction of a window shared with its neighbours when ``tiled``.
         imgsz: long side of the letterboxed image when not ``tiled``.
         why_tiled: ``asked``, or ``trained on N px windows`` for a crop-trained model.
+        notes: what was asked and does not run as asked (a tile size without tiling, a
+            size rounded to the patch size or fixed by a static export), one line each.
     """
 
     runtime: str
@@ -52,6 +54,7 @@ class InferencePlan:
     tile_overlap: float | None
     imgsz: int | None
     why_tiled: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as JSON-ready values."""
@@ -120,7 +123,7 @@ def plan_inference(
     *,
     tile: bool = False,
     tile_size: int | None = None,
-    tile_overlap: float = DEFAULT_OVERLAP,
+    tile_overlap: float | None = None,
     imgsz: int | None = None,
     precision: str = "auto",
 ) -> InferencePlan:
@@ -130,7 +133,9 @@ def plan_inference(
     tiled, by default with windows of its crop size. A static export takes one input size:
     its windows (tiled) or its letterbox (whole) are that size, whatever was asked.
     ``auto`` precision is :func:`~boxes2pixels.inference.precision.choose_precision`'s pick
-    for the device (OpenVINO: the CPU); onnxruntime runs fp32 only.
+    for the device (OpenVINO: the CPU); onnxruntime runs fp32 only. ``tile_overlap``
+    ``None`` is :data:`DEFAULT_OVERLAP`. What was asked and does not run as asked is said in
+    the plan's ``notes``.
 
     Raises:
         Boxes2PixelsError: an unknown precision, a reduced precision asked of onnxruntime, a
@@ -146,17 +151,27 @@ def plan_inference(
             raise Boxes2PixelsError(f"{label} must be at least 1, got {value}")
     crop, fixed = crop_size_of(model), _fixed_side(model)
     multiple = int(model.patch_size)
+    overlap = DEFAULT_OVERLAP if tile_overlap is None else float(tile_overlap)
+    notes = []
     if tile or crop:
-        if not 0.0 <= tile_overlap <= 0.9:
-            raise Boxes2PixelsError(f"tile overlap must be between 0 and 0.9, got {tile_overlap}")
+        if not 0.0 <= overlap <= 0.9:
+            raise Boxes2PixelsError(f"tile overlap must be between 0 and 0.9, got {overlap}")
         side = tile_size or crop or imgsz or int(model.imgsz)
-        side = min(side, fixed) if fixed else side  # a static export takes nothing larger
+        side = _round_up(min(side, fixed) if fixed else side, multiple)  # static: no larger
+        if tile_size is not None and side != tile_size:
+            why = f"the static export's {fixed} px" if fixed and tile_size > fixed else (
+                f"a multiple of the patch size {multiple}")  # fmt: skip
+            notes.append(f"tile size {tile_size} runs as {side} px ({why})")
         return InferencePlan(
-            runtime, device, name, reason, True, _round_up(side, multiple), float(tile_overlap),
-            None, "asked" if tile else f"trained on {crop} px windows",
+            runtime, device, name, reason, True, side, overlap, None,
+            "asked" if tile else f"trained on {crop} px windows", notes,
         )  # fmt: skip
+    if tile_size is not None or tile_overlap is not None:
+        notes.append("a tile size or overlap applies only to tiled inference (--tile): not used")
     side = model.letterbox_side(imgsz) if fixed else int(imgsz or model.imgsz)
-    return InferencePlan(runtime, device, name, reason, False, None, None, side)
+    if fixed and imgsz is not None and side != imgsz:
+        notes.append(f"imgsz {imgsz} runs as {side} px (the static export's input size)")
+    return InferencePlan(runtime, device, name, reason, False, None, None, side, notes=notes)
 
 
 def segment(
