@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,29 @@ def test_resume_never_replaces_a_folder_that_is_not_a_run(
     assert code == 1
     assert str(folder) in output and "notes.txt" in output and "Traceback" not in output
     assert tree_digest(folder) == before
+
+
+def test_a_better_epoch_keeps_the_files_added_to_the_earlier_best(tmp_path: Path) -> None:
+    """`b2p export` writes RUN/best/model.onnx by default; a resumed run's better epoch
+    replaced best/ whole and deleted the export without a word."""
+    from boxes2pixels.distill.checkpoint import save_best
+
+    class Saved:
+        def save_pretrained(self, path: Path, metrics: dict) -> None:
+            path.mkdir()
+            (path / "model.safetensors").write_text(f"epoch {metrics['epoch']}")
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_best(Saved(), run, {"epoch": 1})  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing added: no warning, nothing kept
+        save_best(Saved(), run, {"epoch": 2})  # type: ignore[arg-type]
+    assert not (run / "replaced").exists()
+    (run / "best" / "model.onnx").write_bytes(b"export of epoch 2")
+    with pytest.warns(UserWarning, match=r"model\.onnx.*Export the new best again"):
+        save_best(Saved(), run, {"epoch": 3})  # type: ignore[arg-type]
+    assert sorted(p.name for p in (run / "best").iterdir()) == ["model.safetensors"]
+    assert (run / "best" / "model.safetensors").read_text() == "epoch 3"
+    kept = run / "replaced" / "best-before-epoch-3" / "model.onnx"
+    assert kept.read_bytes() == b"export of epoch 2"

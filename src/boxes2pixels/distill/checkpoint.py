@@ -42,6 +42,8 @@ BEST_NAME = "best"
 METRICS_NAME = "metrics.csv"
 CONFIG_NAME = "config.yaml"
 RUN_OUTPUTS = (BEST_NAME, CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME, "tensorboard")
+REPLACED_NAME = "replaced"
+"""Folder of a run that keeps the files added to a ``best/`` that a better epoch replaced."""
 _BEST_TMP, _BEST_OLD = ".best.tmp", ".best.old"  # save_best's folders between its renames
 # The objects a checkpoint restores through ``load_state_dict``, in this order.
 STATE_PARTS = ("model", "ema", "optimizer", "scheduler", "scaler")
@@ -174,7 +176,27 @@ def save_best(model: nn.Module, run: Path, row: dict[str, Any]) -> None:
     tmp.rename(best)
     fsync_dir(run)
     if old.exists():
+        _keep_added_files(old, best, run / REPLACED_NAME / f"best-before-epoch-{row['epoch']}")
         shutil.rmtree(old)
+
+
+def _keep_added_files(old: Path, best: Path, keep: Path) -> None:
+    """Move the files someone added to the replaced ``best/`` (an ONNX export of it, notes)
+    into ``keep`` instead of deleting them, and warn: an export of the old best model beside
+    the new weights would predict with the old model."""
+    added = sorted(p for p in old.iterdir() if not (best / p.name).exists())
+    if not added:
+        return
+    keep.mkdir(parents=True, exist_ok=True)
+    for path in added:
+        path.rename(keep / path.name)
+    fsync_dir(keep)
+    names = ", ".join(p.name for p in added)
+    warnings.warn(
+        f"{best} was replaced by a better epoch; the files added to the earlier best ({names}: "
+        f"an export of the earlier model?) were moved to {keep}. Export the new best again",
+        stacklevel=3,
+    )
 
 
 def clean_run_dir(run: Path) -> None:
