@@ -163,15 +163,16 @@ def _earlier_outputs(out: Path) -> list[Path]:
         recorded = jsonlib.loads((out / SUMMARY_NAME).read_text(encoding="utf-8"))["outputs"]
     except (OSError, ValueError, KeyError, TypeError):
         return []
-    inside = (out / str(name) for name in recorded if ".." not in Path(str(name)).parts)
+    names = (Path(str(name)) for name in recorded)
+    inside = (out / n for n in names if not n.is_absolute() and ".." not in n.parts)
     return [p for p in inside if p.is_file()]
 
 
-def _check_earlier_run(out: Path, planned: list[Path], overwrite: bool) -> None:
+def _check_earlier_run(out: Path, planned: list[Path], overwrite: bool) -> list[Path]:
     """Refuse an ``out`` holding a file this run writes (ground-truth masks or another
     model's would be replaced) or an earlier run's recorded outputs (they would be mixed
-    with this run's under its summary), unless ``overwrite``, which first removes the
-    earlier run's outputs; other files are kept."""
+    with this run's under its summary), unless ``overwrite``; returns the earlier run's
+    outputs, for ``overwrite`` to remove once the model is loaded (other files are kept)."""
     earlier = _earlier_outputs(out)
     present = [p for p in planned if p.exists() or p.is_symlink()]
     present += sorted(set(earlier) - set(present))
@@ -184,8 +185,7 @@ def _check_earlier_run(out: Path, planned: list[Path], overwrite: bool) -> None:
             "folder, or pass --overwrite to replace them (an earlier b2p predict run's "
             "outputs are removed first; other files are kept)"
         )
-    for path in earlier:
-        path.unlink()
+    return earlier
 
 
 def _batches(items: list[Path], size: int) -> Iterator[list[Path]]:
@@ -337,8 +337,9 @@ def predict_files(
         palette: attach a colour palette to the mask PNGs (default: plain grayscale indices).
         revision: branch, tag, commit or ``refs/pr/N`` when ``model`` is a Hub id.
         overwrite: replace what ``out`` holds of this run's files, after removing the
-            outputs an earlier ``predict`` run recorded there; without it, ``out`` holding
-            any file this run writes (or an earlier run's ``b2p_predict.json``) is an error.
+            outputs an earlier ``predict`` run recorded there (in its ``b2p_predict.json``);
+            without it, ``out`` holding any file this run writes or those outputs is an
+            error.
 
     Raises:
         Boxes2PixelsError: no images match ``source``, ``out`` is a source folder, ``out``
@@ -353,7 +354,7 @@ def predict_files(
         raise Boxes2PixelsError(f"{source}: no images found (file, folder or glob)")
     out = Path(out)
     names = _plan_outputs(source, images, out)
-    _check_earlier_run(out, _planned_files(names, out, overlay, json), overwrite)
+    earlier = _check_earlier_run(out, _planned_files(names, out, overlay, json), overwrite)
     if out.is_dir():
         remove_stale_temps(out)  # temporary files of a run killed mid-write
     loaded_model = load_model(model, runtime=runtime, device=device, revision=revision)
@@ -362,6 +363,8 @@ def predict_files(
         precision=precision,
     )  # fmt: skip
     class_names = list(loaded_model.class_names)
+    for path in earlier:  # --overwrite, now that the model has loaded
+        path.unlink(missing_ok=True)
     summary = PredictSummary(out=out, random_backbone=backbone_is_random(loaded_model), plan=plan)
 
     with _progress(progress) as bar:

@@ -152,7 +152,7 @@ def plan_inference(
     crop, fixed = crop_size_of(model), _fixed_side(model)
     multiple = int(model.patch_size)
     overlap = DEFAULT_OVERLAP if tile_overlap is None else float(tile_overlap)
-    notes = []
+    notes: list[str] = []
     if tile or crop:
         if not 0.0 <= overlap <= 0.9:
             raise Boxes2PixelsError(f"tile overlap must be between 0 and 0.9, got {overlap}")
