@@ -428,3 +428,46 @@ def test_cli_predict_says_which_asked_sizes_do_not_run_as_asked(
     ]
     plain = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "o3")])
     assert "applies only" not in plain.output and "runs as" not in plain.output
+
+
+def test_a_run_cut_short_resumes_with_the_same_model_and_settings(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of photos: a killed run's rerun predicts only what is left (it was refused,
+    or with --overwrite redone whole)."""
+    import boxes2pixels.predict as predict_module
+
+    src = tmp_path / "src"
+    for name in ("a", "b", "c"):
+        write_rgb(src / f"{name}.png", _image(28, 28))
+    whole = predict_files(run_dir, src, tmp_path / "whole", device="cpu", progress=False)
+    assert whole.resumed == 0
+
+    real, calls = predict_module.segment, {"n": 0}
+
+    def killed(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "segment", killed)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        predict_files(run_dir, src, out, device="cpu", batch_size=1, progress=False)
+    assert not json.loads((out / "b2p_predict.json").read_text())["finished"]
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    assert sorted(stamps) == ["a.png", "b.png"]
+    with pytest.raises(Boxes2PixelsError, match="resumes by itself"):  # other settings
+        predict_files(run_dir, src, out, device="cpu", overlay=True, progress=False)
+
+    monkeypatch.setattr(predict_module, "segment", real)
+    again = predict_files(run_dir, src, out, device="cpu", batch_size=1, progress=False)
+    assert (again.resumed, again.images) == (2, 1)
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("[ab].png")} == stamps
+    summary = json.loads((out / "b2p_predict.json").read_text())
+    assert summary["finished"] and summary["images"] == 3 and summary["resumed"] == 2
+    assert summary["outputs"] == ["a.png", "b.png", "c.png"]
+    assert not (out / ".b2p_predict.journal.jsonl").exists()
+    for name in ("a.png", "b.png", "c.png"):
+        np.testing.assert_array_equal(read_mask(out / name), read_mask(tmp_path / "whole" / name))

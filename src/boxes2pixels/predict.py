@@ -10,7 +10,6 @@ in ``b2p_predict.json`` as what ran.
 
 from __future__ import annotations
 
-import json as jsonlib
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -34,10 +33,7 @@ from .inference import (
     segment,
 )
 from .io import list_images, read_image, write_json_atomic, write_rgb
-
-SUMMARY_NAME = "b2p_predict.json"
-"""File written into the output folder by ``predict_files``: settings, model, skipped images."""
-
+from .predict_outputs import SUMMARY_NAME, Journal, image_files, plan_folder
 
 # --------------------------------------------------------------------------------------------
 # Region reports
@@ -94,6 +90,7 @@ class PredictSummary:
         random_backbone: the model's backbone was randomly initialised (not a real model).
         plan: how the images were segmented (runtime, precision, whole or tiled).
         windows: forward windows run (images when whole, tiles when tiled).
+        resumed: images a run cut short had finished, not predicted again.
     """
 
     out: Path
@@ -105,6 +102,7 @@ class PredictSummary:
     random_backbone: bool = False
     plan: InferencePlan | None = None
     windows: int = 0
+    resumed: int = 0
 
     @property
     def images(self) -> int:
@@ -148,44 +146,6 @@ def _check_out_dir(out: Path, root: Path, folder_source: bool) -> None:
         f"--out {out} is {where} {root}; predictions are never written among the source "
         f"images: choose another folder"
     )
-
-
-def _planned_files(names: dict[Path, Path], out: Path, overlay: bool, json: bool) -> list[Path]:
-    """The files a run writes under ``out`` besides its summary: masks, overlays, reports."""
-    suffixes = [".png"] + (["_overlay.jpg"] if overlay else []) + ([".json"] if json else [])
-    return [out / stem.parent / (stem.name + s) for stem in names.values() for s in suffixes]
-
-
-def _earlier_outputs(out: Path) -> list[Path]:
-    """The files an earlier run recorded in ``OUT/b2p_predict.json`` (``outputs``) that are
-    still there; none when it recorded none or cannot be read."""
-    try:
-        recorded = jsonlib.loads((out / SUMMARY_NAME).read_text(encoding="utf-8"))["outputs"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-    names = (Path(str(name)) for name in recorded)
-    inside = (out / n for n in names if not n.is_absolute() and ".." not in n.parts)
-    return [p for p in inside if p.is_file()]
-
-
-def _check_earlier_run(out: Path, planned: list[Path], overwrite: bool) -> list[Path]:
-    """Refuse an ``out`` holding a file this run writes (ground-truth masks or another
-    model's would be replaced) or an earlier run's recorded outputs (they would be mixed
-    with this run's under its summary), unless ``overwrite``; returns the earlier run's
-    outputs, for ``overwrite`` to remove once the model is loaded (other files are kept)."""
-    earlier = _earlier_outputs(out)
-    present = [p for p in planned if p.exists() or p.is_symlink()]
-    present += sorted(set(earlier) - set(present))
-    if present and not overwrite:
-        shown = ", ".join(str(p) for p in present[:3])
-        more = f" and {len(present) - 3} more" if len(present) > 3 else ""
-        raise Boxes2PixelsError(
-            f"--out {out} already holds {len(present)} file(s) of an earlier prediction or "
-            f"that this run would write ({shown}{more}). Nothing was written; choose a new "
-            "folder, or pass --overwrite to replace them (an earlier b2p predict run's "
-            "outputs are removed first; other files are kept)"
-        )
-    return earlier
 
 
 def _batches(items: list[Path], size: int) -> Iterator[list[Path]]:
@@ -354,7 +314,14 @@ def predict_files(
         raise Boxes2PixelsError(f"{source}: no images found (file, folder or glob)")
     out = Path(out)
     names = _plan_outputs(source, images, out)
-    earlier = _check_earlier_run(out, _planned_files(names, out, overlay, json), overwrite)
+    asked = dict(tile=tile, tile_size=tile_size, tile_overlap=tile_overlap, imgsz=imgsz)
+    asked.update(precision=precision, runtime=runtime, device=device)
+    asked.update(overlay=overlay, json=json, palette=palette)
+    identity = {"model_sha256": model_sha256(model), "asked": asked}
+    stems = {p: out / names[p] for p in images}
+    folder = plan_folder(
+        out, stems, identity, overlay=overlay, json_report=json, overwrite=overwrite
+    )
     if out.is_dir():
         remove_stale_temps(out)  # temporary files of a run killed mid-write
     loaded_model = load_model(model, runtime=runtime, device=device, revision=revision)
@@ -363,10 +330,50 @@ def predict_files(
         precision=precision,
     )  # fmt: skip
     class_names = list(loaded_model.class_names)
-    for path in earlier:  # --overwrite, now that the model has loaded
+    for path in folder.remove:  # --overwrite, now that the model has loaded
         path.unlink(missing_ok=True)
     summary = PredictSummary(out=out, random_backbone=backbone_is_random(loaded_model), plan=plan)
+    summary.resumed = len(images) - len(folder.todo)
+    started = {"finished": False, **identity, "class_names": class_names}
+    write_json_atomic(out / SUMMARY_NAME, started)  # a rerun after a kill resumes by it
+    journal = Journal(out, resume=bool(folder.resumed))
+    try:
+        _predict_all(
+            loaded_model, folder.todo, stems, plan, summary, class_names, journal, progress,
+            batch_size=batch_size, overlay=overlay, json=json, alpha=alpha, palette=palette,
+        )  # fmt: skip
+    except BaseException:
+        journal.close()  # a rerun with the same model and settings resumes
+        raise
+    summary.seconds = time.perf_counter() - start
+    settings = {
+        "asked": asked,
+        "ran": {**plan.to_dict(), "windows": summary.windows},
+        "model_sha256": identity["model_sha256"],
+    }
+    _write_summary(model, summary, class_names, settings, folder.resumed)
+    journal.finish()
+    return summary
 
+
+def _predict_all(
+    loaded_model: Any,
+    images: list[Path],
+    stems: dict[Path, Path],
+    plan: InferencePlan,
+    summary: PredictSummary,
+    class_names: list[str],
+    journal: Journal,
+    progress: bool,
+    *,
+    batch_size: int,
+    overlay: bool,
+    json: bool,
+    alpha: float,
+    palette: bool,
+) -> None:
+    """Predict ``images`` and write their files, recording each finished image in the
+    journal."""
     with _progress(progress) as bar:
         task = bar.add_task("predict", total=len(images)) if bar is not None else None
         tiles = bar.add_task("tiles", total=None, visible=False) if bar and plan.tiled else None
@@ -386,39 +393,42 @@ def predict_files(
             summary.windows += result.windows
             for (path, img), pred in zip(loaded, result.labels, strict=True):
                 _write_outputs(
-                    summary, out / names[path], path, img, pred, class_names,
+                    summary, stems[path], path, img, pred, class_names,
                     overlay=overlay, json=json, alpha=alpha, palette=palette,
                 )  # fmt: skip
+                files = image_files(stems[path], overlay, json)
+                journal.add([f.relative_to(summary.out).as_posix() for f in files])
             if bar is not None:
                 bar.advance(task, len(group))
 
-    summary.seconds = time.perf_counter() - start
-    asked = dict(tile=tile, tile_size=tile_size, tile_overlap=tile_overlap, imgsz=imgsz)
-    asked.update(precision=precision, runtime=runtime, device=device)
-    settings = {
-        "asked": asked,
-        "ran": {**plan.to_dict(), "windows": summary.windows},
-        "model_sha256": model_sha256(model),
-    }
-    _write_summary(model, summary, class_names, settings)
-    return summary
-
 
 def _write_summary(
-    model: Any, summary: PredictSummary, class_names: list[str], settings: dict[str, Any]
+    model: Any,
+    summary: PredictSummary,
+    class_names: list[str],
+    settings: dict[str, Any],
+    resumed: list[str],
 ) -> None:
-    """Write ``OUT/b2p_predict.json``: the model, classes, counts, skipped files, settings."""
+    """Write ``OUT/b2p_predict.json``: the model, classes, counts, skipped files, settings,
+    every output (``resumed``: those of images finished before a kill)."""
     write_json_atomic(
         summary.out / SUMMARY_NAME,
         {
+            "finished": True,
             "model": type(model).__name__ if hasattr(model, "predict") else str(model),
             "random_backbone": summary.random_backbone,
             "class_names": class_names,
-            "images": summary.images,
+            "images": summary.images + summary.resumed,
+            "resumed": summary.resumed,
             "skipped": [{"image": str(p), "reason": r} for p, r in summary.skipped],
             "outputs": sorted(
-                p.relative_to(summary.out).as_posix()
-                for p in (*summary.masks, *summary.overlays, *summary.reports)
+                [
+                    *resumed,
+                    *(
+                        p.relative_to(summary.out).as_posix()
+                        for p in (*summary.masks, *summary.overlays, *summary.reports)
+                    ),
+                ]
             ),
             "settings": settings,
             "seconds": round(summary.seconds, 3),

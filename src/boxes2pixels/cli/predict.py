@@ -107,6 +107,12 @@ def predict_command(
         say("ran: ", summary.plan.describe())
         for note in summary.plan.notes:
             say("[yellow]note:[/] ", note)
+    if summary.resumed:
+        say(
+            "[yellow]resumed:[/] ",
+            f"{summary.resumed} images finished by an earlier run of this model and these "
+            f"settings that was cut short are kept; the other {len(summary.masks)} predicted",
+        )
     for path, reason in summary.skipped:
         say("[yellow]skipped[/] ", reason if str(path) in reason else f"{path}: {reason}")
     if summary.random_backbone:
