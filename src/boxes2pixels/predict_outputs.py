@@ -116,7 +116,9 @@ def plan_folder(
             resumed += files
         else:
             todo.append(image)
-    recorded = _inside(out, [n for entry in journal for n in entry] + earlier.get("outputs", []))
+    listed = earlier.get("outputs")
+    listed = [str(n) for n in listed] if isinstance(listed, list) else []
+    recorded = _inside(out, [n for entry in journal for n in entry] + listed)
     planned = [p for image in todo for p in image_files(stems[image], overlay, json_report)]
     # resuming, the files of unfinished images are the cut-short run's own: rewritten
     present = [] if same else [p for p in planned if p.exists() or p.is_symlink()]
