@@ -203,16 +203,19 @@ def _write_outputs(
     json: bool,
     alpha: float,
     palette: bool = False,
-) -> None:
-    """Write one image's mask (and overlay, region report) and record them in ``summary``."""
-    mask_path = stem.parent / (stem.name + ".png")
+) -> list[Path]:
+    """Write one image's mask (and overlay, region report; named by
+    :func:`~boxes2pixels.predict_outputs.image_files`), record them in ``summary`` and
+    return them."""
+    files = image_files(stem, overlay, json)
+    mask_path = files[0]
     write_mask(mask_path, pred, palette)
     summary.masks.append(mask_path)
     if overlay:
         from .viz import add_legend, overlay_mask
 
         vis = add_legend(overlay_mask(image, pred, alpha), class_names)
-        overlay_path = stem.parent / (stem.name + "_overlay.jpg")
+        overlay_path = files[1]
         write_rgb(overlay_path, vis)
         summary.overlays.append(overlay_path)
     if json:
@@ -223,9 +226,10 @@ def _write_outputs(
             "random_backbone": summary.random_backbone,
             **describe_regions(pred, class_names),
         }
-        report_path = stem.parent / (stem.name + ".json")
+        report_path = files[-1]
         write_json_atomic(report_path, report)
         summary.reports.append(report_path)
+    return files
 
 
 def _read_group(group: list[Path], summary: PredictSummary) -> list[tuple[Path, np.ndarray]]:
@@ -392,11 +396,10 @@ def _predict_all(
             )  # fmt: skip
             summary.windows += result.windows
             for (path, img), pred in zip(loaded, result.labels, strict=True):
-                _write_outputs(
+                files = _write_outputs(
                     summary, stems[path], path, img, pred, class_names,
                     overlay=overlay, json=json, alpha=alpha, palette=palette,
                 )  # fmt: skip
-                files = image_files(stems[path], overlay, json)
                 journal.add([f.relative_to(summary.out).as_posix() for f in files])
             if bar is not None:
                 bar.advance(task, len(group))
