@@ -16,6 +16,7 @@ from boxes2pixels.data.labelmaps import read_mask
 from boxes2pixels.errors import Boxes2PixelsError, CheckpointError
 from boxes2pixels.inference import load_student, segment
 from boxes2pixels.inference.openvino_cache import openvino_available
+from boxes2pixels.inference.batched import winning_class
 from boxes2pixels.inference.tiled import ramp_weights, tile_starts
 from boxes2pixels.io import read_image, write_rgb
 from boxes2pixels.predict import SUMMARY_NAME, describe_regions, predict_files
@@ -227,6 +228,13 @@ def test_ramp_weights_are_positive_and_flat_inside() -> None:
     assert w.shape == (56,) and (w > 0).all()
     assert w[0] < w[7] < w[14] == 1.0
     assert np.allclose(w, w[::-1])
+
+
+def test_winning_class_is_argmax_and_keeps_the_first_of_tied_classes() -> None:
+    logits = np.random.default_rng(0).integers(0, 3, (4, 50, 60)).astype(np.float32)
+    got = winning_class(torch.from_numpy(logits), dim=0).numpy()
+    assert got.dtype == np.uint8
+    assert np.array_equal(got, logits.argmax(axis=0))  # numpy: the first of tied maxima
 
 
 def test_tiled_matches_untiled_when_the_image_fits_one_tile(tiny_student) -> None:

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..geometry import normalize
-from .batched import model_device
+from .batched import model_device, winning_class
 from .precision import autocast
 
 
@@ -46,21 +47,20 @@ def ramp_weights(tile: int, overlap: int) -> np.ndarray:
     return np.minimum(1.0, np.minimum(i + 1, tile - i) / (ramp + 1)).astype(np.float32)
 
 
-def _logits(model: Any, batch: np.ndarray, dtype: Any) -> np.ndarray:
-    """Fine-head logits (B×C×h×w float32, numpy) of a batch of B×h×w×3 ``uint8`` tiles."""
-    import torch
-
+def _logits(model: Any, batch: np.ndarray, dtype: Any) -> torch.Tensor:
+    """Fine-head logits (B×C×h×w float32, on the model's device) of B×h×w×3 ``uint8`` tiles."""
     device = model_device(model)
-    x = normalize(batch, model.mean, model.std).to(device)
-    with torch.inference_mode(), autocast(device, dtype):
+    x = normalize(batch, model.mean, model.std, device=device)
+    with autocast(device, dtype):
         out = model(x, heads=("fine",))["fine"]
-    return out.float().cpu().numpy()
+    return out.float()
 
 
 class _StripBlender:
     """Weighted logit sums of a strip of rows, argmaxed into ``labels`` once final.
 
-    A ring buffer of ``C × tile_h × padded_width``: image row ``r`` lives in buffer row
+    A ring buffer of ``C × tile_h × padded_width`` on the model's device (a GPU blends and
+    argmaxes there; only the ``uint8`` labels come back): image row ``r`` lives in buffer row
     ``r % tile_h``. Rows above the next window's start are final; they are argmaxed (and,
     with ``confidence``, turned into the winning class's softmax probability of the
     weight-normalised logits) and their buffer rows reused.
@@ -72,8 +72,8 @@ class _StripBlender:
     ) -> None:  # fmt: skip
         self.labels, self.confidence = labels, confidence
         self.th, self.ph, self.pw = tile_h, padded_h, padded_w
-        self.ring: np.ndarray | None = None
-        self.weights = np.zeros((tile_h, padded_w), np.float32) if confidence is not None else None
+        self.ring: torch.Tensor | None = None
+        self.weights: torch.Tensor | None = None
         self.top = 0  # first image row not yet written to ``labels``
 
     def _spans(self, start: int, count: int) -> list[tuple[int, int, int]]:
@@ -85,10 +85,12 @@ class _StripBlender:
             spans.append((0, head, count - head))
         return spans
 
-    def add(self, logits: np.ndarray, weight: np.ndarray, y: int, x: int) -> None:
+    def add(self, logits: torch.Tensor, weight: torch.Tensor, y: int, x: int) -> None:
         """Add a window's logits (C × tile_h × tile_w) weighted by ``weight`` at (y, x)."""
         if self.ring is None:
-            self.ring = np.zeros((logits.shape[0], self.th, self.pw), dtype=np.float32)
+            self.ring = logits.new_zeros((logits.shape[0], self.th, self.pw))
+            if self.confidence is not None:
+                self.weights = logits.new_zeros((self.th, self.pw))
         weighted = logits * weight
         tw = weighted.shape[2]
         for row, offset, length in self._spans(y, self.th):
@@ -103,18 +105,15 @@ class _StripBlender:
             return
         h, w = self.labels.shape
         for row, offset, length in self._spans(self.top, upto - self.top):
-            for a in range(0, length, 64):  # in slices: small temporaries
-                b = min(length, a + 64)
-                r0, r1 = self.top + offset + a, self.top + offset + b
-                if r0 < h:
-                    block = self.ring[:, row + a : row + b, :w]
-                    n = min(r1, h) - r0
-                    self.labels[r0 : r0 + n] = block.argmax(axis=0).astype(np.uint8)[:n]
-                    if self.confidence is not None and self.weights is not None:
-                        z = block / self.weights[row + a : row + b, :w]
-                        top = z.max(axis=0)
-                        conf = 1.0 / np.exp(z - top).sum(axis=0)
-                        self.confidence[r0 : r0 + n] = conf[:n]
+            r0 = self.top + offset
+            n = min(r0 + length, h) - r0
+            if n > 0:
+                block = self.ring[:, row : row + n, :w]
+                self.labels[r0 : r0 + n] = winning_class(block, dim=0).cpu().numpy()
+                if self.confidence is not None and self.weights is not None:
+                    z = block / self.weights[row : row + n, :w]
+                    conf = 1.0 / torch.exp(z - z.max(dim=0).values).sum(dim=0)
+                    self.confidence[r0 : r0 + n] = conf.cpu().numpy()
             self.ring[:, row : row + length] = 0
             if self.weights is not None:
                 self.weights[row : row + length] = 0
@@ -166,27 +165,29 @@ def predict_tiled(
     stride_h = max(1, round(th * (1 - overlap)))
     stride_w = max(1, round(tw * (1 - overlap)))
     ys, xs = tile_starts(ph, th, stride_h), tile_starts(pw, tw, stride_w)
-    weight = ramp_weights(th, th - stride_h)[:, None] * ramp_weights(tw, tw - stride_w)[None, :]
+    ramp = ramp_weights(th, th - stride_h)[:, None] * ramp_weights(tw, tw - stride_w)[None, :]
+    weight = torch.from_numpy(ramp).to(model_device(model))
 
     labels = np.zeros((h, w), dtype=np.uint8)
     conf = np.zeros((h, w), dtype=np.float32) if confidence else None
     blender = _StripBlender(labels, conf, th, ph, pw)
     total, done = len(ys) * len(xs), 0
-    for y in ys:
-        blender.flush(y)
-        rows = image[y : y + th]
-        for i in range(0, len(xs), batch_size):
-            chunk = xs[i : i + batch_size]
-            # black padding where a window runs past the image, as the letterbox does
-            batch = np.zeros((len(chunk), th, tw, 3), dtype=np.uint8)
-            for j, x in enumerate(chunk):
-                crop = rows[:, x : x + tw]
-                batch[j, : crop.shape[0], : crop.shape[1]] = crop
-            logits = _logits(model, batch, dtype)
-            for j, x in enumerate(chunk):
-                blender.add(logits[j], weight, y, x)
-            done += len(chunk)
-            if callback is not None:
-                callback(done, total)
-    blender.flush(ph)
+    with torch.inference_mode():
+        for y in ys:
+            blender.flush(y)
+            rows = image[y : y + th]
+            for i in range(0, len(xs), batch_size):
+                chunk = xs[i : i + batch_size]
+                # black padding where a window runs past the image, as the letterbox does
+                batch = np.zeros((len(chunk), th, tw, 3), dtype=np.uint8)
+                for j, x in enumerate(chunk):
+                    crop = rows[:, x : x + tw]
+                    batch[j, : crop.shape[0], : crop.shape[1]] = crop
+                logits = _logits(model, batch, dtype)
+                for j, x in enumerate(chunk):
+                    blender.add(logits[j], weight, y, x)
+                done += len(chunk)
+                if callback is not None:
+                    callback(done, total)
+        blender.flush(ph)
     return labels, conf, total
