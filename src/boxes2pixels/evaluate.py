@@ -271,7 +271,7 @@ def evaluate(
     pred: str | Path | None = None,
     class_names: list[str] | None = None,
     imgsz: int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str = "auto",
     precision: str = "fp32",
     progress: bool = True,
@@ -295,7 +295,7 @@ def evaluate(
             model's, else the yaml's, else those recorded by ``b2p predict`` in ``pred``,
             else ``class_k`` for every value seen.
         imgsz: model input long side (default: the model's own).
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (default: 16 on a GPU, 4 on the CPU).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         precision: ``fp32``, ``bf16``, ``fp16`` or ``auto``.
         progress: show a progress bar on stderr.
@@ -401,7 +401,7 @@ def _evaluate_model(
     split: str,
     class_names: list[str] | None,
     imgsz: int | None,
-    batch_size: int,
+    batch_size: int | None,
     device: str,
     precision: str,
     progress: bool,
@@ -409,11 +409,12 @@ def _evaluate_model(
 ) -> EvaluationResult:
     from .inference import backbone_is_random, load_model, plan_inference, segment
 
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise Boxes2PixelsError(f"batch size must be at least 1, got {batch_size}")
     spec = str(model) if isinstance(model, (str, Path)) else None
     loaded = load_model(model, device=device, revision=revision)
-    plan = plan_inference(loaded, imgsz=imgsz, precision=precision)
+    plan = plan_inference(loaded, imgsz=imgsz, precision=precision, batch_size=batch_size)
+    size = plan.batch_size
     if loaded.num_classes != dataset.num_classes:
         raise DatasetError(
             f"{dataset.yaml_path}: {len(dataset.names)} classes ({', '.join(dataset.names)}) but "
@@ -425,11 +426,11 @@ def _evaluate_model(
     gt_set = set(gt_names)
     missing: list[str] = []
     unreadable: list[str] = []
-    batches = [gt_names[i : i + batch_size] for i in range(0, len(gt_names), batch_size)]
+    batches = [gt_names[i : i + size] for i in range(0, len(gt_names), size)]
     for group in _progress_iter(batches, progress, "evaluate"):
         readable = _read_group(group, images, missing, unreadable)
         arrays = [img for _, img in readable]
-        preds = segment(loaded, arrays, plan, batch_size=batch_size).labels if arrays else []
+        preds = segment(loaded, arrays, plan).labels if arrays else []
         by_name = {n: p for (n, _), p in zip(readable, preds, strict=True)}
         for name in group:
             gt_file = gt_dir / name

@@ -254,7 +254,7 @@ def predict_files(
     tile_size: int | None = None,
     tile_overlap: float | None = None,
     imgsz: int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str = "auto",
     precision: str = "auto",
     alpha: float = 0.5,
@@ -289,7 +289,8 @@ def predict_files(
         tile_overlap: overlap of neighbouring windows as a fraction of the tile (default
             0.25).
         imgsz: long side the image is resized to without ``tile`` (default: the model's).
-        batch_size: images (or tiles) per forward pass.
+        batch_size: images (or tiles) per forward pass (default: 16 on a GPU, 4 on the
+            CPU; see ``plan_inference``).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         precision: ``auto`` (the fastest exact path here: see
             ``inference.choose_precision``), ``fp32``, ``bf16`` or ``fp16``; onnxruntime runs
@@ -311,7 +312,7 @@ def predict_files(
             model cannot run (see ``plan_inference``).
     """
     start = time.perf_counter()
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise Boxes2PixelsError(f"batch size must be at least 1, got {batch_size}")
     images = list_images(source)
     if not images:
@@ -331,7 +332,7 @@ def predict_files(
     loaded_model = load_model(model, runtime=runtime, device=device, revision=revision)
     plan = plan_inference(
         loaded_model, tile=tile, tile_size=tile_size, tile_overlap=tile_overlap, imgsz=imgsz,
-        precision=precision,
+        precision=precision, batch_size=batch_size,
     )  # fmt: skip
     class_names = list(loaded_model.class_names)
     for path in folder.remove:  # --overwrite, now that the model has loaded
@@ -344,7 +345,7 @@ def predict_files(
     try:
         _predict_all(
             loaded_model, folder.todo, stems, plan, summary, class_names, journal, progress,
-            batch_size=batch_size, overlay=overlay, json=json, alpha=alpha, palette=palette,
+            overlay=overlay, json=json, alpha=alpha, palette=palette,
         )  # fmt: skip
     except BaseException:
         journal.close()  # a rerun with the same model and settings resumes
@@ -370,7 +371,6 @@ def _predict_all(
     journal: Journal,
     progress: bool,
     *,
-    batch_size: int,
     overlay: bool,
     json: bool,
     alpha: float,
@@ -386,13 +386,12 @@ def _predict_all(
             if bar is not None and tiles is not None:
                 bar.update(tiles, completed=done, total=total, visible=True)
 
-        for group in _batches(images, 1 if plan.tiled else batch_size):
+        for group in _batches(images, 1 if plan.tiled else plan.batch_size):
             loaded = _read_group(group, summary)
             if not loaded:
                 continue
             result = segment(
-                loaded_model, [img for _, img in loaded], plan, batch_size=batch_size,
-                callback=on_tiles,
+                loaded_model, [img for _, img in loaded], plan, callback=on_tiles
             )  # fmt: skip
             summary.windows += result.windows
             for (path, img), pred in zip(loaded, result.labels, strict=True):

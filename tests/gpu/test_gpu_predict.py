@@ -1,9 +1,10 @@
 """`b2p predict` of full-size drone photos on CUDA: the precision ``auto`` picks, tiling, memory.
 
 A student is trained briefly on CUDA (so its argmax has real decision boundaries: a random
-student's near-tied logits make any agreement meaningless), then two
-generated 5280×2970 photos are predicted tiled through the command line, once with
-``--precision auto`` and once with ``fp32``; the label maps are compared pixel by pixel.
+student's near-tied logits make any agreement meaningless), then two generated 5280×2970
+photos are predicted tiled through the command line (at the batch the plan picks for a GPU),
+once with ``--precision auto`` and once with ``fp32``; the label maps are compared pixel by
+pixel.
 """
 
 from __future__ import annotations
@@ -64,13 +65,14 @@ def test_predict_full_size_photos_on_cuda(
         start = time.perf_counter()
         result = CliRunner().invoke(app, [
             "predict", str(trained_run), str(photos), "--out", str(out), "--tile",
-            "--batch", "16", "--device", str(cuda), "--precision", precision,
+            "--device", str(cuda), "--precision", precision,
         ])  # fmt: skip
         seconds = time.perf_counter() - start
         assert result.exit_code == 0, result.output
         summary = json.loads((out / "b2p_predict.json").read_text(encoding="utf-8"))
         plan = summary["settings"]["ran"]
         assert plan["device"].startswith("cuda") and plan["tiled"], plan
+        assert plan["batch_size"] == 16, plan  # the GPU's default
         if precision == "auto":
             assert plan["precision"] == "bf16", plan
             assert "CUDA" in plan["precision_reason"], plan

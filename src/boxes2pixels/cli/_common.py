@@ -46,6 +46,14 @@ ImgszOpt = Annotated[
     typer.Option("--imgsz", min=14, help="Input side in pixels, a multiple of the patch size."),
 ]
 BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass.")]
+InferenceBatchOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--batch",
+        min=1,
+        help="Images (or --tile windows) per forward pass (default: 16 on a GPU, 4 on the CPU).",
+    ),
+]
 OptionalBatchOpt = Annotated[
     int | None, typer.Option("--batch", min=1, help="Images per step (and process).")
 ]

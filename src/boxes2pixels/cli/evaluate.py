@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ._common import (
-    BatchOpt,
     DeviceOpt,
     ImgszOpt,
+    InferenceBatchOpt,
     PrecisionOpt,
     RevisionOpt,
     handle_errors,
@@ -110,7 +110,7 @@ def evaluate_command(
     ),
     device: DeviceOpt = "auto",
     imgsz: ImgszOpt = None,
-    batch: BatchOpt = 4,
+    batch: InferenceBatchOpt = None,
     precision: PrecisionOpt = "fp32",
     revision: RevisionOpt = None,
 ) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 
 from ._common import (
-    BatchOpt,
     DeviceOpt,
     ImgszOpt,
+    InferenceBatchOpt,
     PaletteOpt,
     PrecisionOpt,
     RevisionOpt,
@@ -52,7 +52,7 @@ def predict_command(
         max=0.9,
         help="Overlap of neighbouring windows (fraction; default 0.25).",
     ),
-    batch: BatchOpt = 4,
+    batch: InferenceBatchOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     imgsz: ImgszOpt = None,

@@ -170,7 +170,7 @@ class ExportedModel(ABC):
         images: Any,
         *,
         imgsz: int | None = None,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         precision: str = "fp32",
         device: str | torch.device | None = None,
     ) -> list[np.ndarray]:

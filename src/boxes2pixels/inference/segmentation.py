@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,11 @@ from .tiled import predict_tiled
 
 DEFAULT_OVERLAP = 0.25
 """Fraction of a tile shared with its neighbours."""
+
+GPU_BATCH, CPU_BATCH = 16, 4
+"""Images (whole) or windows (tiled) per forward pass when none is asked: on a GPU small
+batches leave it idle (NVIDIA H200, student 518²: bf16 autocast is slower than fp32 at batch
+1 and twice as fast at 16, docs/performance.md); on a CPU the batch changes little."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class InferencePlan:
         why_tiled: ``asked``, or ``trained on N px windows`` for a crop-trained model.
         notes: what was asked and does not run as asked (a tile size without tiling, a
             size rounded to the patch size or fixed by a static export), one line each.
+        batch_size: images (whole) or windows (tiled) per forward pass.
     """
 
     runtime: str
@@ -55,6 +61,7 @@ class InferencePlan:
     imgsz: int | None
     why_tiled: str | None = None
     notes: list[str] = field(default_factory=list)
+    batch_size: int = CPU_BATCH
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as JSON-ready values."""
@@ -66,7 +73,10 @@ class InferencePlan:
             how = f"tiled, {self.tile_size} px windows ({self.why_tiled})"
         else:
             how = f"whole images letterboxed to {self.imgsz} px"
-        return f"{self.runtime} on {self.device}, {self.precision} ({self.precision_reason}), {how}"
+        return (
+            f"{self.runtime} on {self.device}, {self.precision} ({self.precision_reason}), "
+            f"{how}, batch {self.batch_size}"
+        )
 
 
 @dataclass
@@ -126,6 +136,7 @@ def plan_inference(
     tile_overlap: float | None = None,
     imgsz: int | None = None,
     precision: str = "auto",
+    batch_size: int | None = None,
 ) -> InferencePlan:
     """Decide how ``model`` segments images (see the module docstring).
 
@@ -134,7 +145,8 @@ def plan_inference(
     its windows (tiled) or its letterbox (whole) are that size, whatever was asked.
     ``auto`` precision is :func:`~boxes2pixels.inference.precision.choose_precision`'s pick
     for the device (OpenVINO: the CPU); onnxruntime runs fp32 only. ``tile_overlap``
-    ``None`` is :data:`DEFAULT_OVERLAP`. What was asked and does not run as asked is said in
+    ``None`` is :data:`DEFAULT_OVERLAP`; ``batch_size`` ``None`` is :data:`GPU_BATCH` on a
+    CUDA device, else :data:`CPU_BATCH`. What was asked and does not run as asked is said in
     the plan's ``notes``.
 
     Raises:
@@ -146,7 +158,12 @@ def plan_inference(
     device = "cpu" if runtime == "openvino" else str(model_device(model))
     if runtime == "onnx":
         device = "cuda" if "CUDAExecutionProvider" in model.session.get_providers() else "cpu"
-    for label, value in (("tile size", tile_size), ("imgsz", imgsz)):
+    batch = (
+        batch_size
+        if batch_size is not None
+        else (GPU_BATCH if device.startswith("cuda") else CPU_BATCH)
+    )
+    for label, value in (("tile size", tile_size), ("imgsz", imgsz), ("batch size", batch_size)):
         if value is not None and int(value) < 1:
             raise Boxes2PixelsError(f"{label} must be at least 1, got {value}")
     crop, fixed = crop_size_of(model), _fixed_side(model)
@@ -164,14 +181,16 @@ def plan_inference(
             notes.append(f"tile size {tile_size} runs as {side} px ({why})")
         return InferencePlan(
             runtime, device, name, reason, True, side, overlap, None,
-            "asked" if tile else f"trained on {crop} px windows", notes,
+            "asked" if tile else f"trained on {crop} px windows", notes, batch,
         )  # fmt: skip
     if tile_size is not None or tile_overlap is not None:
         notes.append("a tile size or overlap applies only to tiled inference (--tile): not used")
     side = model.letterbox_side(imgsz) if fixed else int(imgsz or model.imgsz)
     if fixed and imgsz is not None and side != imgsz:
         notes.append(f"imgsz {imgsz} runs as {side} px (the static export's input size)")
-    return InferencePlan(runtime, device, name, reason, False, None, None, side, notes=notes)
+    return InferencePlan(
+        runtime, device, name, reason, False, None, None, side, notes=notes, batch_size=batch
+    )
 
 
 def segment(
@@ -179,7 +198,7 @@ def segment(
     images: np.ndarray | Sequence[np.ndarray],
     plan: InferencePlan | None = None,
     *,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     confidence: bool = False,
     callback: Callable[[int, int], None] | None = None,
     **asked: Any,
@@ -191,21 +210,23 @@ def segment(
         images: one image or a sequence of images of any sizes.
         plan: from :func:`plan_inference`; without one, ``asked`` (its keyword arguments:
             ``tile``, ``tile_size``, ``tile_overlap``, ``imgsz``, ``precision``) makes one.
-        batch_size: images (whole) or windows (tiled) per forward pass.
+        batch_size: images (whole) or windows (tiled) per forward pass; ``None``: the plan's.
         confidence: also return the winning class's softmax probability per pixel.
         callback: tiled only: ``callback(windows_done, windows_total)`` per image's batches.
 
     Returns:
         A :class:`Segmentation` (label maps at each image's own size, the plan that ran).
     """
-    if batch_size < 1:
-        raise Boxes2PixelsError(f"batch size must be at least 1, got {batch_size}")
-    plan = plan or plan_inference(model, **asked)
+    plan = plan or plan_inference(model, batch_size=batch_size, **asked)
+    if batch_size is not None and batch_size != plan.batch_size:
+        if batch_size < 1:
+            raise Boxes2PixelsError(f"batch size must be at least 1, got {batch_size}")
+        plan = replace(plan, batch_size=batch_size)
     if isinstance(images, np.ndarray):
         images = [images] if images.ndim == 3 else list(images)
     dtype = precision_dtype(plan.precision) if plan.runtime == "torch" else None
     with _runtime_precision(model, plan):
-        return _segment(model, images, plan, dtype, batch_size, confidence, callback)
+        return _segment(model, images, plan, dtype, confidence, callback)
 
 
 @contextmanager
@@ -226,7 +247,6 @@ def _segment(
     images: Sequence[np.ndarray],
     plan: InferencePlan,
     dtype: Any,
-    batch_size: int,
     confidence: bool,
     callback: Callable[[int, int], None] | None,
 ) -> Segmentation:
@@ -236,7 +256,7 @@ def _segment(
         for image in images:
             labels, conf, windows = predict_tiled(
                 model, image, tile_size=int(plan.tile_size or 0),
-                overlap=float(plan.tile_overlap or 0.0), batch_size=batch_size, dtype=dtype,
+                overlap=float(plan.tile_overlap or 0.0), batch_size=plan.batch_size, dtype=dtype,
                 confidence=confidence, callback=callback,
             )  # fmt: skip
             result.labels.append(labels)
@@ -245,7 +265,7 @@ def _segment(
                 result.confidence.append(conf)
         return result
     labels, confs = predict_label_maps(
-        model, images, imgsz=int(plan.imgsz or model.imgsz), batch_size=batch_size,
+        model, images, imgsz=int(plan.imgsz or model.imgsz), batch_size=plan.batch_size,
         dtype=dtype, confidence=confidence,
     )  # fmt: skip
     result.labels, result.windows = labels, len(labels)
@@ -259,7 +279,7 @@ def predict_images(
     images: np.ndarray | Sequence[np.ndarray],
     *,
     imgsz: int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     precision: str = "fp32",
     device: Any = None,
 ) -> list[np.ndarray]:

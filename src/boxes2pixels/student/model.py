@@ -298,7 +298,7 @@ class Student(
         images: np.ndarray | list[np.ndarray],
         *,
         imgsz: int | None = None,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         precision: str = "fp32",
         device: str | torch.device | None = None,
     ) -> list[np.ndarray]:
@@ -313,7 +313,8 @@ class Student(
         Args:
             images: an H×W×3 ``uint8`` RGB array, a batch N×H×W×3, or a list of any sizes.
             imgsz: long side for inference; defaults to the model's ``imgsz``.
-            batch_size: images per forward pass (images of equal letterboxed size are batched).
+            batch_size: images per forward pass (images of equal letterboxed size are batched);
+                ``None``: 16 on a GPU, 4 on the CPU (``plan_inference``).
             precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (autocast).
             device: run on this device (the model is moved there); default: where the model is.
 
