@@ -310,7 +310,7 @@ class BaselineModel(nn.Module):
         images: Any,
         *,
         imgsz: int | None = None,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         precision: str = "fp32",
         device: str | torch.device | None = None,
     ) -> list[np.ndarray]:
