@@ -438,6 +438,33 @@ def test_cli_predict_says_which_asked_sizes_do_not_run_as_asked(
     assert "applies only" not in plain.output and "runs as" not in plain.output
 
 
+def test_photos_of_types_it_does_not_read_are_counted_not_left_out_silently(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """A folder of JPEGs and iPhone/raw photos predicted the JPEGs with exit code 0 and no
+    word about the rest."""
+    src = tmp_path / "src"
+    write_rgb(src / "a.jpg", _image(40, 30))
+    for name in ("b.HEIC", "c.heic", "sub/d.dng", "notes.txt"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(b"not read")
+    result = CliRunner().invoke(
+        app, ["predict", str(run_dir), str(src), "--out", str(tmp_path / "o"), "--device", "cpu"]
+    )
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "3 files of image types b2p does not read were left out (1 .dng, 2 .heic)" in text
+    written = json.loads((tmp_path / "o" / SUMMARY_NAME).read_text())
+    assert written["images"] == 1 and written["ignored"] == {".dng": 1, ".heic": 2}
+    (src / "a.jpg").unlink()
+    only = CliRunner().invoke(
+        app, ["predict", str(run_dir), str(src), "--out", str(tmp_path / "p"), "--device", "cpu"]
+    )
+    assert only.exit_code != 0 and "no images found" in only.output
+    assert "(1 .dng, 2 .heic)" in " ".join(only.output.split())
+    assert "Traceback" not in only.output
+
+
 def test_the_batch_is_planned_per_device_and_recorded(
     tiny_student, run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,6 +20,10 @@ from .atomic import write_bytes_atomic as write_bytes_atomic
 from .errors import ImageReadError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+OTHER_IMAGE_SUFFIXES = (".gif", ".heic", ".heif", ".avif", ".jp2", ".dng", ".cr2", ".cr3",
+                        ".nef", ".arw", ".orf", ".rw2", ".raw")  # fmt: skip
+"""Image types not read here (animations, HEIF, camera raw): counted by
+:func:`unsupported_images` so that photos in them are not left out without a word."""
 # What PIL raises for a missing, corrupt or hostile file; DecompressionBombError is a file
 # whose header claims more pixels than ``Image.MAX_IMAGE_PIXELS`` allows (2× the limit).
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -157,22 +161,39 @@ def encoded(img: Image.Image, fmt: str) -> bytes:
     return buf.getvalue()
 
 
+def _found(source: str | Path | Sequence[str | Path]) -> tuple[set[Path], set[Path]]:
+    """``(files named one by one, files of folders and globs)`` of ``source``."""
+    import glob
+
+    named: set[Path] = set()
+    found: set[Path] = set()
+    for s in source if isinstance(source, (list, tuple)) else [source]:
+        src = Path(s)
+        if src.is_dir():
+            found.update(p for p in src.rglob("*") if p.is_file())
+        elif src.is_file():
+            named.add(src)
+        else:
+            found.update(p for p in map(Path, glob.glob(str(s), recursive=True)) if p.is_file())
+    return named, found
+
+
 def list_images(source: str | Path | Sequence[str | Path]) -> list[Path]:
     """Images named by ``source``: a file, a folder (recursively), a glob, or a list of those.
 
-    Returned sorted and without duplicates.
+    Returned sorted and without duplicates. A file named on its own is taken whatever its
+    suffix; folders and globs give the files with an image suffix (``IMAGE_SUFFIXES``).
     """
-    import glob
+    named, found = _found(source)
+    return sorted(named | {p for p in found if is_image_file(p)})
 
-    if isinstance(source, (list, tuple)):
-        out: list[Path] = []
-        for s in source:
-            out.extend(list_images(s))
-        return sorted(set(out))
-    src = Path(source)
-    if src.is_dir():
-        return sorted(p for p in src.rglob("*") if p.is_file() and is_image_file(p))
-    if src.is_file():
-        return [src]
-    matches = [Path(p) for p in glob.glob(str(source), recursive=True)]
-    return sorted(p for p in matches if p.is_file() and is_image_file(p))
+
+def unsupported_images(source: str | Path | Sequence[str | Path]) -> dict[str, int]:
+    """Files of ``source``'s folders and globs whose type is an image type not read here
+    (``OTHER_IMAGE_SUFFIXES``), counted by suffix (lower case)."""
+    _, found = _found(source)
+    counts: dict[str, int] = {}
+    for p in found:
+        if p.suffix.lower() in OTHER_IMAGE_SUFFIXES:
+            counts[p.suffix.lower()] = counts.get(p.suffix.lower(), 0) + 1
+    return dict(sorted(counts.items()))

@@ -32,12 +32,28 @@ from .inference import (
     plan_inference,
     segment,
 )
-from .io import list_images, read_image, write_json_atomic, write_rgb
+from .io import (
+    IMAGE_SUFFIXES,
+    list_images,
+    read_image,
+    unsupported_images,
+    write_json_atomic,
+    write_rgb,
+)
 from .predict_outputs import SUMMARY_NAME, Journal, image_files, plan_folder
 
 # --------------------------------------------------------------------------------------------
 # Region reports
 # --------------------------------------------------------------------------------------------
+
+
+def describe_ignored(ignored: dict[str, int]) -> str:
+    """One line for files of image types not read here (``PredictSummary.ignored``)."""
+    counts = ", ".join(f"{n} {suffix}" for suffix, n in ignored.items())
+    return (
+        f"{sum(ignored.values())} files of image types b2p does not read were left out "
+        f"({counts}); convert them to one of {' '.join(IMAGE_SUFFIXES)}"
+    )
 
 
 def describe_regions(mask: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
@@ -91,6 +107,8 @@ class PredictSummary:
         plan: how the images were segmented (runtime, precision, whole or tiled).
         windows: forward windows run (images when whole, tiles when tiled).
         resumed: images a run cut short had finished, not predicted again.
+        ignored: files of the source's folders and globs of an image type not read here
+            (``io.OTHER_IMAGE_SUFFIXES``: ``.heic``, camera raw, ...), counted by suffix.
     """
 
     out: Path
@@ -103,6 +121,7 @@ class PredictSummary:
     plan: InferencePlan | None = None
     windows: int = 0
     resumed: int = 0
+    ignored: dict[str, int] = field(default_factory=dict)
 
     @property
     def images(self) -> int:
@@ -314,9 +333,10 @@ def predict_files(
     start = time.perf_counter()
     if batch_size is not None and batch_size < 1:
         raise Boxes2PixelsError(f"batch size must be at least 1, got {batch_size}")
-    images = list_images(source)
+    images, ignored = list_images(source), unsupported_images(source)
     if not images:
-        raise Boxes2PixelsError(f"{source}: no images found (file, folder or glob)")
+        raise Boxes2PixelsError(f"{source}: no images found (file, folder or glob)" + (
+            f"; {describe_ignored(ignored)}" if ignored else ""))  # fmt: skip
     out = Path(out)
     names = _plan_outputs(source, images, out)
     asked = dict(tile=tile, tile_size=tile_size, tile_overlap=tile_overlap, imgsz=imgsz)
@@ -338,6 +358,7 @@ def predict_files(
     for path in folder.remove:  # --overwrite, now that the model has loaded
         path.unlink(missing_ok=True)
     summary = PredictSummary(out=out, random_backbone=backbone_is_random(loaded_model), plan=plan)
+    summary.ignored = ignored
     summary.resumed = len(images) - len(folder.todo)
     started = {"finished": False, **identity, "class_names": class_names}
     write_json_atomic(out / SUMMARY_NAME, started)  # a rerun after a kill resumes by it
@@ -423,6 +444,7 @@ def _write_summary(
             "images": summary.images + summary.resumed,
             "resumed": summary.resumed,
             "skipped": [{"image": str(p), "reason": r} for p, r in summary.skipped],
+            "ignored": summary.ignored,
             "outputs": sorted(
                 [
                     *resumed,
