@@ -330,6 +330,19 @@ def test_label_file_without_image_is_reported_once(ds: Path, tmp_path: Path) -> 
     assert load_data_yaml(ds / "data.yaml").label_files_without_image("val") == []
 
 
+def test_photos_of_a_type_it_does_not_read_are_named_not_just_their_labels(
+    ds: Path, tmp_path: Path
+) -> None:
+    """An iPhone photo's boxes were reported only as a label file without an image."""
+    (ds / "images" / "train" / "phone.HEIC").write_bytes(b"heif")
+    (ds / "labels" / "train" / "phone.txt").write_text("0 0.5 0.5 0.1 0.1\n", encoding="utf-8")
+    code, output = label(ds, tmp_path / "masks")
+    assert code == 0, output
+    text = " ".join(output.split())
+    assert "1 label file without an image" in text
+    assert "1 file of image types b2p does not read left out (1 .heic)" in text
+
+
 def test_rerun_removes_temp_files_left_by_a_kill(ds: Path, tmp_path: Path) -> None:
     masks = tmp_path / "masks"
     assert label(ds, masks)[0] == 0

@@ -453,7 +453,7 @@ def test_photos_of_types_it_does_not_read_are_counted_not_left_out_silently(
     )
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "3 files of image types b2p does not read were left out (1 .dng, 2 .heic)" in text
+    assert "3 files of image types b2p does not read left out (1 .dng, 2 .heic)" in text
     written = json.loads((tmp_path / "o" / SUMMARY_NAME).read_text())
     assert written["images"] == 1 and written["ignored"] == {".dng": 1, ".heic": 2}
     (src / "a.jpg").unlink()

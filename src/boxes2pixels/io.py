@@ -197,3 +197,13 @@ def unsupported_images(source: str | Path | Sequence[str | Path]) -> dict[str, i
         if p.suffix.lower() in OTHER_IMAGE_SUFFIXES:
             counts[p.suffix.lower()] = counts.get(p.suffix.lower(), 0) + 1
     return dict(sorted(counts.items()))
+
+
+def describe_unsupported(counts: dict[str, int]) -> str:
+    """One line for :func:`unsupported_images`' counts: how many files, of which types."""
+    kinds = ", ".join(f"{n} {suffix}" for suffix, n in counts.items())
+    total = sum(counts.values())
+    return (
+        f"{total} file{'s' if total != 1 else ''} of image types b2p does not read left out "
+        f"({kinds}); convert them to one of {' '.join(IMAGE_SUFFIXES)}"
+    )

@@ -33,7 +33,7 @@ from .inference import (
     segment,
 )
 from .io import (
-    IMAGE_SUFFIXES,
+    describe_unsupported,
     list_images,
     read_image,
     unsupported_images,
@@ -45,15 +45,6 @@ from .predict_outputs import SUMMARY_NAME, Journal, image_files, plan_folder
 # --------------------------------------------------------------------------------------------
 # Region reports
 # --------------------------------------------------------------------------------------------
-
-
-def describe_ignored(ignored: dict[str, int]) -> str:
-    """One line for files of image types not read here (``PredictSummary.ignored``)."""
-    counts = ", ".join(f"{n} {suffix}" for suffix, n in ignored.items())
-    return (
-        f"{sum(ignored.values())} files of image types b2p does not read were left out "
-        f"({counts}); convert them to one of {' '.join(IMAGE_SUFFIXES)}"
-    )
 
 
 def describe_regions(mask: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
@@ -336,7 +327,7 @@ def predict_files(
     images, ignored = list_images(source), unsupported_images(source)
     if not images:
         raise Boxes2PixelsError(f"{source}: no images found (file, folder or glob)" + (
-            f"; {describe_ignored(ignored)}" if ignored else ""))  # fmt: skip
+            f"; {describe_unsupported(ignored)}" if ignored else ""))  # fmt: skip
     out = Path(out)
     names = _plan_outputs(source, images, out)
     asked = dict(tile=tile, tile_size=tile_size, tile_overlap=tile_overlap, imgsz=imgsz)

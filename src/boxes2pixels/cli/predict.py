@@ -83,7 +83,8 @@ def predict_command(
 
       b2p predict model.onnx photos/ --out predictions
     """
-    from ..predict import describe_ignored, predict_files
+    from ..io import describe_unsupported
+    from ..predict import predict_files
 
     summary = predict_files(
         model,
@@ -116,7 +117,7 @@ def predict_command(
     for path, reason in summary.skipped:
         say("[yellow]skipped[/] ", reason if str(path) in reason else f"{path}: {reason}")
     if summary.ignored:
-        say("[yellow]note:[/] ", describe_ignored(summary.ignored))
+        say("[yellow]note:[/] ", describe_unsupported(summary.ignored))
     if summary.random_backbone:
         console.print(
             "[yellow]note:[/] this model's backbone was randomly initialised (test/demo model)."

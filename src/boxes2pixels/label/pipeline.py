@@ -31,6 +31,7 @@ from ..atomic import remove_stale_temps
 from ..data.labelmaps import write_mask
 from ..data.yolo import YoloDataset, load_data_yaml
 from ..errors import ImageReadError
+from ..io import unsupported_images
 from ..teachers.base import Teacher, load_teacher
 from .boxscores import check_min_score
 from .corrections import finish_corrections, import_corrections
@@ -339,6 +340,7 @@ def label_dataset(
         images=len(items),
         shard=shard_t,
         orphan_labels=[p for s in splits for p in ds.label_files_without_image(s)],
+        unsupported=unsupported_images([d for s in splits for d in ds.split_sources[s]]),
         min_score=min_score,
         recovered=recovered,
     )

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..data.yolo import LabelIssue
+from ..io import describe_unsupported
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,9 @@ class LabelSummary:
         previews: preview PNGs written.
         mixed_teachers: true when the finished masks come from differing teacher settings.
         orphan_labels: label files of the chosen splits that no image uses (they are
-            ignored; usually a misspelt or deleted image).
+            ignored; usually a misspelt or deleted image, or a photo of a type not read).
+        unsupported: files of the chosen splits' image folders of an image type not read
+            here (``io.OTHER_IMAGE_SUFFIXES``: ``.heic``, camera raw, ...), by suffix.
         min_score: ``--min-score`` of the run (``None``: every mask trusted).
         low_score: per class name, boxes of this run whose score was below ``min_score``
             and were marked ignore (255).
@@ -85,6 +88,7 @@ class LabelSummary:
     shard: tuple[int, int] | None = None
     mixed_teachers: bool = False
     orphan_labels: list[Path] = field(default_factory=list)
+    unsupported: dict[str, int] = field(default_factory=dict)
     min_score: float | None = None
     low_score: dict[str, int] = field(default_factory=dict)
     recovered: list[str] = field(default_factory=list)
@@ -167,6 +171,10 @@ def summary_report(summary: LabelSummary) -> list[RenderableType]:
                 f": {n} label file{'s' if n > 1 else ''} without an image, "
                 f"e.g. {summary.orphan_labels[0]}",
             )
+        )
+    if summary.unsupported:
+        parts.append(
+            Text.assemble(("ignored", "yellow"), f": {describe_unsupported(summary.unsupported)}")
         )
     if summary.previews:
         parts.append(Text(f"previews: {summary.out / 'preview'}"))
