@@ -340,7 +340,22 @@ def test_photos_of_a_type_it_does_not_read_are_named_not_just_their_labels(
     assert code == 0, output
     text = " ".join(output.split())
     assert "1 label file without an image" in text
-    assert "1 file of image types b2p does not read left out (1 .heic)" in text
+    assert "1 file of image types b2p does not take left out (1 .heic)" in text
+
+
+def test_jpeg_suffixes_are_taken_and_a_heic_named_alone_says_how_to_fix_it(
+    tmp_path: Path,
+) -> None:
+    from boxes2pixels.io import list_images, unsupported_images
+
+    for name in ("a.jfif", "b.JPE", "c.jpg"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name, format="JPEG")
+    (tmp_path / "d.heic").write_bytes(b"heif")
+    assert [p.name for p in list_images(tmp_path)] == ["a.jfif", "b.JPE", "c.jpg"]
+    assert read_image(tmp_path / "a.jfif").shape == (8, 8, 3)
+    assert unsupported_images([tmp_path, tmp_path / "c.jpg"]) == {".heic": 1}
+    with pytest.raises(ImageReadError, match=r"\.heic is not a type b2p reads: convert it"):
+        read_image(tmp_path / "d.heic")
 
 
 def test_rerun_removes_temp_files_left_by_a_kill(ds: Path, tmp_path: Path) -> None:

@@ -453,7 +453,7 @@ def test_photos_of_types_it_does_not_read_are_counted_not_left_out_silently(
     )
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "3 files of image types b2p does not read left out (1 .dng, 2 .heic)" in text
+    assert "3 files of image types b2p does not take left out (1 .dng, 2 .heic)" in text
     written = json.loads((tmp_path / "o" / SUMMARY_NAME).read_text())
     assert written["images"] == 1 and written["ignored"] == {".dng": 1, ".heic": 2}
     (src / "a.jpg").unlink()
@@ -463,6 +463,55 @@ def test_photos_of_types_it_does_not_read_are_counted_not_left_out_silently(
     assert only.exit_code != 0 and "no images found" in only.output
     assert "(1 .dng, 2 .heic)" in " ".join(only.output.split())
     assert "Traceback" not in only.output
+
+
+def test_two_images_with_one_output_name_are_refused_before_anything_is_written(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """t.jpg keeps its suffix (t.png shares its stem) and t.jpg.png's plain stem is the same
+    t.jpg: one image's mask, overlay and report replaced the other's with exit code 0."""
+    src = tmp_path / "src"
+    for name in ("t.jpg", "t.png", "t.jpg.png"):
+        write_rgb(src / name, _image(30, 20))
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["predict", str(run_dir), str(src), "--out", str(out)])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    text = " ".join(result.output.split())
+    assert f"images {src / 't.jpg'} and {src / 't.jpg.png'} would both get the outputs" in text
+    assert not out.exists()
+
+
+def test_an_image_named_like_the_summary_blocks_only_its_report(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    write_rgb(src / "b2p_predict.jpg", _image(30, 20))
+    base = ["predict", str(run_dir), str(src), "--device", "cpu", "--out"]
+    plain = CliRunner().invoke(app, [*base, str(tmp_path / "o1")])
+    assert plain.exit_code == 0, plain.output
+    assert (tmp_path / "o1" / "b2p_predict.png").is_file()
+    with_json = CliRunner().invoke(app, [*base, str(tmp_path / "o2"), "--json"])
+    assert with_json.exit_code != 0
+    assert "b2p_predict.jpg: its report would overwrite" in " ".join(with_json.output.split())
+
+
+def test_folders_linked_into_a_source_are_predicted_like_a_glob_finds_them(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """A folder source skipped linked sub-folders without a word; a ** glob followed them."""
+    elsewhere = tmp_path / "elsewhere"
+    write_rgb(elsewhere / "b.png", _image(30, 20))
+    src = tmp_path / "src"
+    write_rgb(src / "a.png", _image(30, 20))
+    (src / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "loop").symlink_to(src, target_is_directory=True)  # a loop ends
+    result = CliRunner().invoke(
+        app, ["predict", str(run_dir), str(src), "--out", str(tmp_path / "o"), "--device", "cpu"]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(
+        p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.png")
+    ) == ["a.png", "linked/b.png"]
 
 
 def test_the_batch_is_planned_per_device_and_recorded(
@@ -478,8 +527,11 @@ def test_the_batch_is_planned_per_device_and_recorded(
     assert plan_inference(tiny_student, precision="fp32").batch_size == 16
     assert plan_inference(tiny_student, precision="fp32", batch_size=2).batch_size == 2
     monkeypatch.undo()
-    with pytest.raises(Boxes2PixelsError, match="batch size must be at least 1"):
-        plan_inference(tiny_student, batch_size=0)
+    for bad in (0, -1, 2.5, "4", True):
+        with pytest.raises(Boxes2PixelsError, match="batch size must be a whole number"):
+            plan_inference(tiny_student, batch_size=bad)
+    with pytest.raises(Boxes2PixelsError, match="batch size must be a whole number"):
+        segment(tiny_student, _image(20, 20), plan_inference(tiny_student), batch_size="4")
     write_rgb(tmp_path / "src" / "a.png", _image(40, 30))
     base = ["predict", str(run_dir), str(tmp_path / "src"), "--device", "cpu", "--out"]
     for out, extra, expected in (("o1", [], 4), ("o2", ["--batch", "3"], 3)):

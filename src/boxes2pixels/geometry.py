@@ -132,10 +132,14 @@ def normalize(
     Returns:
         A float32 tensor 3×H×W (or N×3×H×W).
     """
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected a numpy uint8 image, got a {type(image).__name__}")
     if image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image, got dtype {image.dtype}")
     if image.ndim not in (3, 4) or image.shape[-1] != 3:
         raise ValueError(f"expected an H×W×3 RGB image (or N×H×W×3), got shape {image.shape}")
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ValueError(f"expected 3 means and 3 positive stds, got {mean} and {std}")
     pixels = torch.from_numpy(np.ascontiguousarray(image)).to(device)
     pixels = pixels.permute(2, 0, 1) if image.ndim == 3 else pixels.permute(0, 3, 1, 2)
     shape = (3, 1, 1) if image.ndim == 3 else (1, 3, 1, 1)

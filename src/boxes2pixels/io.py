@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import struct
 import warnings
@@ -19,11 +20,12 @@ from .atomic import atomic_path as atomic_path  # re-exported: writers import it
 from .atomic import write_bytes_atomic as write_bytes_atomic
 from .errors import ImageReadError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp")
 OTHER_IMAGE_SUFFIXES = (".gif", ".heic", ".heif", ".avif", ".jp2", ".dng", ".cr2", ".cr3",
                         ".nef", ".arw", ".orf", ".rw2", ".raw")  # fmt: skip
-"""Image types not read here (animations, HEIF, camera raw): counted by
-:func:`unsupported_images` so that photos in them are not left out without a word."""
+"""Image types not taken from folders (animations, HEIF, camera raw: most cannot be read
+without extra libraries): counted by :func:`unsupported_images` so that photos in them are
+not left out without a word."""
 # What PIL raises for a missing, corrupt or hostile file; DecompressionBombError is a file
 # whose header claims more pixels than ``Image.MAX_IMAGE_PIXELS`` allows (2× the limit).
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -51,7 +53,10 @@ def read_image(path: str | Path) -> np.ndarray:
     except FileNotFoundError as exc:
         raise ImageReadError(f"{path}: image file not found") from exc
     except IMAGE_ERRORS as exc:
-        raise ImageReadError(f"{path}: cannot read image ({exc})") from exc
+        hint = ""
+        if path.suffix.lower() in OTHER_IMAGE_SUFFIXES:
+            hint = f"; {path.suffix.lower()} is not a type b2p reads: convert it to JPEG or PNG"
+        raise ImageReadError(f"{path}: cannot read image ({exc}){hint}") from exc
 
 
 def _to_rgb8(img: Image.Image) -> np.ndarray:
@@ -161,6 +166,21 @@ def encoded(img: Image.Image, fmt: str) -> bytes:
     return buf.getvalue()
 
 
+def walk_files(folder: Path) -> list[Path]:
+    """Every file below ``folder``, following links to folders (each real folder once, so a
+    link loop ends), as paths through ``folder``. ``Path.rglob`` skips linked folders."""
+    out: list[Path] = []
+    seen: set[str] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        out.extend(p for p in (Path(root, f) for f in files) if p.is_file())
+    return out
+
+
 def _found(source: str | Path | Sequence[str | Path]) -> tuple[set[Path], set[Path]]:
     """``(files named one by one, files of folders and globs)`` of ``source``."""
     import glob
@@ -170,7 +190,7 @@ def _found(source: str | Path | Sequence[str | Path]) -> tuple[set[Path], set[Pa
     for s in source if isinstance(source, (list, tuple)) else [source]:
         src = Path(s)
         if src.is_dir():
-            found.update(p for p in src.rglob("*") if p.is_file())
+            found.update(walk_files(src))
         elif src.is_file():
             named.add(src)
         else:
@@ -204,6 +224,6 @@ def describe_unsupported(counts: dict[str, int]) -> str:
     kinds = ", ".join(f"{n} {suffix}" for suffix, n in counts.items())
     total = sum(counts.values())
     return (
-        f"{total} file{'s' if total != 1 else ''} of image types b2p does not read left out "
+        f"{total} file{'s' if total != 1 else ''} of image types b2p does not take left out "
         f"({kinds}); convert them to one of {' '.join(IMAGE_SUFFIXES)}"
     )

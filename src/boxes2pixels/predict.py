@@ -182,9 +182,10 @@ def _progress(enabled: bool) -> Any:
 
 
 def _plan_outputs(
-    source: str | Path | Sequence[str | Path], images: list[Path], out: Path
+    source: str | Path | Sequence[str | Path], images: list[Path], out: Path, json_report: bool
 ) -> dict[Path, Path]:
-    """Relative output stem of each image, after checking that ``out`` is not a source."""
+    """Relative output stem of each image, after checking that ``out`` is not a source and
+    that no two images (nor an image's report and the summary file) share an output."""
     if isinstance(source, (str, Path)):
         root, folder_source = _source_root(source, images)
         _check_out_dir(out, root, folder_source)
@@ -194,10 +195,19 @@ def _plan_outputs(
             _check_out_dir(out, r, f)
         root = Path(os.path.commonpath([str(p.parent.absolute()) for p in images]))
     names = _output_names(images, root)
-    if any(n.as_posix() + ".json" == SUMMARY_NAME for n in names.values()):
-        raise Boxes2PixelsError(
-            f"an image's report would overwrite {out / SUMMARY_NAME}; rename that image"
-        )
+    owner: dict[str, Path] = {}
+    for image, name in names.items():
+        if json_report and name.as_posix() + ".json" == SUMMARY_NAME:
+            raise Boxes2PixelsError(
+                f"{image}: its report would overwrite {out / SUMMARY_NAME}; rename the image "
+                "or leave out --json"
+            )
+        other = owner.setdefault(name.as_posix(), image)
+        if other != image:
+            raise Boxes2PixelsError(
+                f"images {other} and {image} would both get the outputs {out / name}.png; "
+                "rename one of them"
+            )
     return names
 
 
@@ -329,7 +339,7 @@ def predict_files(
         raise Boxes2PixelsError(f"{source}: no images found (file, folder or glob)" + (
             f"; {describe_unsupported(ignored)}" if ignored else ""))  # fmt: skip
     out = Path(out)
-    names = _plan_outputs(source, images, out)
+    names = _plan_outputs(source, images, out, json)
     asked = dict(tile=tile, tile_size=tile_size, tile_overlap=tile_overlap, imgsz=imgsz)
     asked.update(precision=precision, runtime=runtime, device=device)
     asked.update(overlay=overlay, json=json, palette=palette)

@@ -400,6 +400,19 @@ def test_normalize_uses_mean_and_std() -> None:
     assert torch.allclose(tensor[2], torch.zeros(2, 3))
 
 
+@pytest.mark.parametrize(
+    ("image", "mean", "std", "message"),
+    [
+        (torch.zeros(2, 3, 3, dtype=torch.uint8), (0.5,) * 3, (0.5,) * 3, "numpy uint8 image"),
+        (np.zeros((2, 3, 3), np.uint8), (0.5,), (0.5,), "3 means and 3 positive stds"),
+        (np.zeros((2, 3, 3), np.uint8), (0.5,) * 3, (0.5, 0.0, 0.5), "3 positive stds"),
+    ],
+)
+def test_normalize_names_what_is_wrong_with_its_input(image, mean, std, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        normalize(image, mean, std)
+
+
 def test_fine_only_inference_matches_the_full_forward(student: Student) -> None:
     student.eval()
     x = torch.randn(1, 3, 56, 70)

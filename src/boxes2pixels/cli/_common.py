@@ -51,7 +51,8 @@ InferenceBatchOpt = Annotated[
     typer.Option(
         "--batch",
         min=1,
-        help="Images (or --tile windows) per forward pass (default: 16 on a GPU, 4 on the CPU).",
+        help="Images (or windows, when tiled) per forward pass (default: 16 on a GPU, 4 on the "
+        "CPU).",
     ),
 ]
 OptionalBatchOpt = Annotated[

@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 
 from ..errors import DatasetError, LabelFormatError
-from ..io import is_image_file
+from ..io import is_image_file, walk_files
 
 SPLITS = ("train", "val", "test")
 # Box edges this far outside [0, 1] come from rounding the centre and size to a few decimals:
@@ -245,7 +245,7 @@ class YoloDataset:
         found: list[Path] = []
         for src in self.split_sources[split]:
             if src.is_dir():
-                found.extend(p for p in src.rglob("*") if p.is_file() and is_image_file(p))
+                found.extend(p for p in walk_files(src) if is_image_file(p))
             elif src.suffix == ".txt" and src.is_file():
                 found.extend(self._read_list_file(src))
             elif is_image_file(src) and src.is_file():
@@ -321,7 +321,9 @@ class YoloDataset:
                 continue
             folder = label_path_for(src / "x.jpg").parent
             if folder.is_dir() and folder != src:
-                found.update(p for p in folder.rglob("*.txt") if p.name != "classes.txt")
+                found.update(
+                    p for p in walk_files(folder) if p.suffix == ".txt" and p.name != "classes.txt"
+                )
         return sorted(found - used)
 
 

@@ -107,6 +107,15 @@ def _fixed_side(model: Any) -> int | None:
     return min(int(v) for v in fixed) if fixed else None
 
 
+def _batch(value: Any) -> int | None:
+    """An asked batch size, checked: a whole number of at least 1 (``None``: not asked)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise Boxes2PixelsError(f"batch size must be a whole number of at least 1, got {value!r}")
+    return value
+
+
 def _precision(model: Any, runtime: str, precision: str) -> tuple[str, str]:
     """``(precision that runs, why)`` for a runtime."""
     name = precision.lower()
@@ -158,12 +167,8 @@ def plan_inference(
     device = "cpu" if runtime == "openvino" else str(model_device(model))
     if runtime == "onnx":
         device = "cuda" if "CUDAExecutionProvider" in model.session.get_providers() else "cpu"
-    batch = (
-        batch_size
-        if batch_size is not None
-        else (GPU_BATCH if device.startswith("cuda") else CPU_BATCH)
-    )
-    for label, value in (("tile size", tile_size), ("imgsz", imgsz), ("batch size", batch_size)):
+    batch = _batch(batch_size) or (GPU_BATCH if device.startswith("cuda") else CPU_BATCH)
+    for label, value in (("tile size", tile_size), ("imgsz", imgsz)):
         if value is not None and int(value) < 1:
             raise Boxes2PixelsError(f"{label} must be at least 1, got {value}")
     crop, fixed = crop_size_of(model), _fixed_side(model)
@@ -219,9 +224,7 @@ def segment(
     """
     plan = plan or plan_inference(model, batch_size=batch_size, **asked)
     if batch_size is not None and batch_size != plan.batch_size:
-        if batch_size < 1:
-            raise Boxes2PixelsError(f"batch size must be at least 1, got {batch_size}")
-        plan = replace(plan, batch_size=batch_size)
+        plan = replace(plan, batch_size=_batch(batch_size))
     if isinstance(images, np.ndarray):
         images = [images] if images.ndim == 3 else list(images)
     dtype = precision_dtype(plan.precision) if plan.runtime == "torch" else None
