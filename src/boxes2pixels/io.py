@@ -177,6 +177,7 @@ def walk_files(folder: Path) -> list[Path]:
             dirs[:] = []
             continue
         seen.add(real)
+        dirs.sort()  # a folder reached twice keeps the same (first) path on every run
         out.extend(p for p in (Path(root, f) for f in files) if p.is_file())
     return out
 
