@@ -409,8 +409,6 @@ def _evaluate_model(
 ) -> EvaluationResult:
     from .inference import backbone_is_random, load_model, plan_inference, segment
 
-    if batch_size is not None and batch_size < 1:
-        raise Boxes2PixelsError(f"batch size must be at least 1, got {batch_size}")
     spec = str(model) if isinstance(model, (str, Path)) else None
     loaded = load_model(model, device=device, revision=revision)
     plan = plan_inference(loaded, imgsz=imgsz, precision=precision, batch_size=batch_size)

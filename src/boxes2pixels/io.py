@@ -199,25 +199,31 @@ def _found(source: str | Path | Sequence[str | Path]) -> tuple[set[Path], set[Pa
     return named, found
 
 
+def scan_images(
+    source: str | Path | Sequence[str | Path],
+) -> tuple[list[Path], dict[str, int]]:
+    """:func:`list_images` and :func:`unsupported_images` of ``source`` in one walk."""
+    named, found = _found(source)
+    counts: dict[str, int] = {}
+    for p in found:
+        if p.suffix.lower() in OTHER_IMAGE_SUFFIXES:
+            counts[p.suffix.lower()] = counts.get(p.suffix.lower(), 0) + 1
+    return sorted(named | {p for p in found if is_image_file(p)}), dict(sorted(counts.items()))
+
+
 def list_images(source: str | Path | Sequence[str | Path]) -> list[Path]:
     """Images named by ``source``: a file, a folder (recursively), a glob, or a list of those.
 
     Returned sorted and without duplicates. A file named on its own is taken whatever its
     suffix; folders and globs give the files with an image suffix (``IMAGE_SUFFIXES``).
     """
-    named, found = _found(source)
-    return sorted(named | {p for p in found if is_image_file(p)})
+    return scan_images(source)[0]
 
 
 def unsupported_images(source: str | Path | Sequence[str | Path]) -> dict[str, int]:
     """Files of ``source``'s folders and globs whose type is an image type not read here
     (``OTHER_IMAGE_SUFFIXES``), counted by suffix (lower case)."""
-    _, found = _found(source)
-    counts: dict[str, int] = {}
-    for p in found:
-        if p.suffix.lower() in OTHER_IMAGE_SUFFIXES:
-            counts[p.suffix.lower()] = counts.get(p.suffix.lower(), 0) + 1
-    return dict(sorted(counts.items()))
+    return scan_images(source)[1]
 
 
 def describe_unsupported(counts: dict[str, int]) -> str:

@@ -36,7 +36,7 @@ from .io import (
     describe_unsupported,
     list_images,
     read_image,
-    unsupported_images,
+    scan_images,
     write_json_atomic,
     write_rgb,
 )
@@ -332,9 +332,7 @@ def predict_files(
             model cannot run (see ``plan_inference``).
     """
     start = time.perf_counter()
-    if batch_size is not None and batch_size < 1:
-        raise Boxes2PixelsError(f"batch size must be at least 1, got {batch_size}")
-    images, ignored = list_images(source), unsupported_images(source)
+    images, ignored = scan_images(source)
     if not images:
         raise Boxes2PixelsError(f"{source}: no images found (file, folder or glob)" + (
             f"; {describe_unsupported(ignored)}" if ignored else ""))  # fmt: skip
